@@ -77,6 +77,8 @@ def bisect_increasing(
             lo = mid
         else:
             hi = mid
+        if hi - lo <= 1e-15 * max(1.0, abs(hi)):
+            return best, iteration
     return best, max_iter
 
 

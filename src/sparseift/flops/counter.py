@@ -26,6 +26,7 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -79,18 +80,28 @@ class FlopProfile:
         return active_count(numel, sparsities[param]) / numel
 
     def effective_macs(self, sparsities: Mapping[str, float] | None = None) -> float:
-        """Forward MACs counting only non-zero weights of the parameters in ``sparsities``."""
+        """Forward MACs counting only non-zero weights of the parameters in ``sparsities``.
+
+        ``sum_ops macs * density(param)``, evaluated per parameter since every operation on
+        a parameter shares its density.
+        """
         sparsities = sparsities or {}
         self._check_known(sparsities)
-        return sum(r.macs * self.density(r.param, sparsities) for r in self.records)
+        per_param = self._param_macs
+        sparse = sum(per_param[name] * self.density(name, sparsities) for name in sparsities)
+        return self.dense_macs() - sum(per_param[name] for name in sparsities) + sparse
 
-    def param_macs(self) -> dict[str, int]:
-        """Dense forward MACs attributable to each parameter."""
+    @cached_property
+    def _param_macs(self) -> dict[str, int]:
         totals: dict[str, int] = defaultdict(int)
         for record in self.records:
             if record.param is not None:
                 totals[record.param] += record.macs
         return dict(totals)
+
+    def param_macs(self) -> dict[str, int]:
+        """Dense forward MACs attributable to each parameter."""
+        return dict(self._param_macs)
 
     def per_module(self, sparsities: Mapping[str, float] | None = None) -> dict[str, tuple[int, float]]:
         """``{module: (dense MACs, effective MACs)}`` in execution order."""

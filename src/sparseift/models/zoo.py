@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from sparseift.models.registry import register_model
+from sparseift.models.resnet_cifar import cifar_resnet
 
 
 def _images(size: int) -> Callable[[int], torch.Tensor]:
@@ -57,3 +58,13 @@ def gpt2_small(n_layer: int = 12, n_embd: int = 768, n_head: int = 12, vocab_siz
 
     config = GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, vocab_size=vocab_size, n_positions=2048)
     return GPT2LMHeadModel(config)
+
+
+@register_model("cifar_resnet18", _images(32), "CIFAR ResNet-18: 3x3 stem, no max-pool (paper's CIFAR-100 runs)")
+def cifar_resnet18(num_classes: int = 100, width: int = 64, in_channels: int = 3) -> nn.Module:
+    return cifar_resnet(18, num_classes=num_classes, width=width, in_channels=in_channels)
+
+
+@register_model("cifar_resnet34", _images(32), "CIFAR ResNet-34: 3x3 stem, no max-pool")
+def cifar_resnet34(num_classes: int = 100, width: int = 64, in_channels: int = 3) -> nn.Module:
+    return cifar_resnet(34, num_classes=num_classes, width=width, in_channels=in_channels)

@@ -17,7 +17,7 @@ from sparseift.transforms.layerwise import build_layerwise
 from sparseift.transforms.nonlinearity import Nonlinearity
 from sparseift.transforms.wide import widen
 
-__all__ = ["FAMILIES", "Family", "LayerReport", "Transformed", "transform"]
+__all__ = ["FAMILIES", "Family", "LayerReport", "Transformed", "first_and_last", "transform"]
 
 Family = Literal["wide", "parallel", "factorized", "doped"]
 FAMILIES: tuple[str, ...] = ("wide", "parallel", "factorized", "doped")
@@ -62,6 +62,20 @@ def _is_flop_layer(module: nn.Module) -> bool:
 
 def _is_first_or_last_candidate(module: nn.Module) -> bool:
     return _is_flop_layer(module) or isinstance(module, nn.Embedding)
+
+
+def first_and_last(model: nn.Module, example_inputs: ExampleInputs | None = None) -> tuple[str | None, str | None]:
+    """Names of the first and last layer (input conv/embedding, classifier/LM head; appendix A.2).
+
+    Candidates are ``nn.Linear``/``nn.Conv2d``/HF ``Conv1D``/``nn.Embedding`` modules, taken in
+    execution order on ``example_inputs`` when given, else in registration order.
+    ``(None, None)`` when the model has none.
+    """
+    if example_inputs is not None:
+        candidates = execution_order(model, example_inputs, _is_first_or_last_candidate)
+    else:
+        candidates = [name for name, m in model.named_modules() if _is_first_or_last_candidate(m)]
+    return (candidates[0], candidates[-1]) if candidates else (None, None)
 
 
 def _excluded(name: str, patterns: Sequence[str]) -> bool:
@@ -157,11 +171,7 @@ def transform(
             "propagate the new widths (pass e.g. torch.randn(1, 3, 224, 224))"
         )
     new = copy.deepcopy(model)
-    if example_inputs is not None:
-        candidates = execution_order(new, example_inputs, _is_first_or_last_candidate)
-    else:
-        candidates = [name for name, m in new.named_modules() if _is_first_or_last_candidate(m)]
-    first, last = (candidates[0], candidates[-1]) if keep_first_last_dense and candidates else (None, None)
+    first, last = first_and_last(new, example_inputs) if keep_first_last_dense else (None, None)
     if family == "wide":
         return _transform_wide(new, sparsity, example_inputs, first, last, patterns)
     return _transform_layerwise(new, family, sparsity, first, last, patterns, nonlinearity)

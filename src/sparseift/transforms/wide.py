@@ -133,10 +133,16 @@ class _Widener:
 
     # -- parameter surgery ----------------------------------------------------------------
     def _resize(self, module: nn.Module, shapes: dict[str, tuple[int, ...]]) -> None:
-        """Give ``module`` new, default-initialised tensors of ``shapes``; keep ties."""
+        """Give ``module`` new, default-initialised tensors of ``shapes``; keep ties.
+
+        A module whose tensors already have these shapes keeps them (and its values).
+        """
+        current = {name: getattr(module, name, None) for name in shapes}
+        if all(t is None or tuple(t.shape) == tuple(shapes[n]) for n, t in current.items()):
+            return
         tied: dict[str, torch.Tensor] = {}
         for name, shape in shapes.items():
-            old = getattr(module, name)
+            old = getattr(module, name, None)
             if old is None:
                 continue
             if name in module._parameters:
