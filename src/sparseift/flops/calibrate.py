@@ -93,7 +93,10 @@ def calibrate_iso_flop(
 
     ``profile`` is the FLOP profile of the Sparse-IFT model (:func:`profile_flops`) and
     ``target_macs`` usually the dense model's ``profile_flops(dense, x).dense_macs()`` on
-    the same inputs. Raises ``ValueError`` when no sparsity in [0, 1) can reach the target.
+    the same inputs. The result is within ``rtol``, or, for layers so small that one
+    weight costs more than ``rtol`` of the model, within half of the cheapest weight's MACs
+    (masks hold whole weights). Raises ``ValueError`` when no sparsity in [0, 1) can reach
+    the target.
     """
     if not sparse_params:
         raise ValueError("sparse_params is empty: there is no sparse layer to calibrate")
@@ -122,12 +125,17 @@ def calibrate_iso_flop(
     scale, iterations = bisect_increasing(macs, target_macs, 0.0, hi, rtol=rtol)
     calibrated = _settle(profile, scale_sparsities(sparse_params, scale), target_macs)
     after = profile.effective_macs(calibrated)
-    if abs(after - target_macs) > rtol * target_macs:
+    if abs(after - target_macs) > max(rtol * target_macs, _half_finest_weight(profile, sparse_params)):
         raise ValueError(
-            f"Iso-FLOP calibration reached only {after / target_macs - 1:+.2e} relative error "
-            f"(rtol={rtol:g}): the layers are too small for mask sizes to hit the target"
+            f"Iso-FLOP calibration reached only {after / target_macs - 1:+.2e} relative error (rtol={rtol:g})"
         )
     return Calibration(calibrated, scale, target_macs, before, after, iterations)
+
+
+def _half_finest_weight(profile: FlopProfile, sparse_params: Mapping[str, float]) -> float:
+    """Half the MACs of the cheapest single weight: the best any mask can get to a target."""
+    macs = profile.param_macs()
+    return 0.5 * min(macs[p] / profile.param_numel[p] for p in sparse_params)
 
 
 def _settle(profile: FlopProfile, sparsities: dict[str, float], target_macs: float) -> dict[str, float]:

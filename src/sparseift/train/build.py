@@ -1,0 +1,151 @@
+"""Build a run's pieces from its config: data, dense and Sparse-IFT model, optimizer, sparsifier.
+
+This is the one place that wires ``models``, ``transforms``, ``flops`` and ``sparsity``
+together for a training run (STYLE.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Subset
+
+from sparseift import sparsity as sp
+from sparseift.data import DataSplit, build_dataset
+from sparseift.models import build_model
+from sparseift.models.init import param_groups
+from sparseift.transforms import transform
+from sparseift.train.config import DataConfig, OptimConfig, RunConfig, config_from_dict
+
+__all__ = [
+    "RunModel",
+    "load_data",
+    "example_batch",
+    "build_run_model",
+    "restore_model",
+    "build_optimizer",
+    "build_sparsifier",
+    "METHODS",
+]
+
+METHODS: dict[str, type[sp.Sparsifier]] = {
+    "static": sp.StaticSparsifier,
+    "snip": sp.SNIP,
+    "grasp": sp.GraSP,
+    "force": sp.FORCE,
+    "set": sp.SET,
+    "rigl": sp.RigL,
+    "granet": sp.GraNet,
+    "gmp": sp.GradualMagnitudePruning,
+}
+
+
+def load_data(config: DataConfig, split: str) -> DataSplit:
+    """One split of the configured dataset (``train_subset`` keeps the first N training examples)."""
+    data = build_dataset(config.name, split, config.data_dir, **config.kwargs)
+    n = config.train_subset
+    if split == "train" and n is not None and n < len(data.dataset):
+        dataset = data.dataset
+        first = dataset.subset(torch.arange(n)) if hasattr(dataset, "subset") else Subset(dataset, range(n))
+        data = dataclasses.replace(data, dataset=first)
+    return data
+
+
+def example_batch(data: DataSplit, size: int = 1) -> torch.Tensor:
+    """A model-ready input of ``size`` examples (normalised images or token ids)."""
+    x = torch.stack([data.dataset[i][0] for i in range(size)])
+    transform_ = data.batch_transform(augment=False)
+    return transform_(x) if transform_ is not None else x
+
+
+@dataclass
+class RunModel:
+    """The dense model, the trained (Sparse-IFT) model and its sparse parameters' targets."""
+
+    dense: nn.Module
+    model: nn.Module
+    sparse_params: dict[str, float]
+
+
+def build_run_model(config: RunConfig, example: torch.Tensor) -> RunModel:
+    """Dense model from the registry, then the configured Sparse-IFT transform (if any)."""
+    torch.manual_seed(config.train.seed)
+    dense = build_model(config.model.name, **config.model.kwargs)
+    t = config.transform
+    if t.family == "dense":
+        return RunModel(dense, dense, {})
+    result = transform(
+        dense,
+        t.family,
+        t.sparsity,
+        example_inputs=example,
+        exclude=t.exclude or None,
+        keep_first_last_dense=t.keep_first_last_dense,
+        nonlinearity=None if t.nonlinearity == "none" else "default",
+    )
+    return RunModel(dense, result.model, result.sparse_params)
+
+
+def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
+    """SGD (Nesterov) or AdamW; no weight decay on biases and norm parameters (paper recipes)."""
+    groups = param_groups(model, config.weight_decay)
+    if config.name == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps)
+
+
+def build_sparsifier(
+    config: RunConfig,
+    run: RunModel,
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    example: torch.Tensor,
+    prune_loader: Iterable[Any] | None,
+) -> sp.Sparsifier | None:
+    """The configured sparse-training method on the Sparse-IFT model's sparse parameters.
+
+    With ``transform.iso_flop`` the method calibrates its targets to the dense model's
+    FLOPs (appendix A.2), averaged over the run for dense-to-sparse methods.
+    """
+    if not run.sparse_params:
+        return None
+    s = config.sparsity
+    budget = sp.FlopBudget.iso_flop(run.model, run.dense, example) if config.transform.iso_flop else None
+    common: dict[str, Any] = {"distribution": s.distribution, "flop_budget": budget, "seed": s.seed}
+    params: dict[str, float] | list[str] = run.sparse_params
+    if s.distribution != "uniform" or s.structure is not None:
+        params, common["sparsity"] = list(run.sparse_params), config.transform.sparsity
+    if s.structure is not None:
+        common["structure"] = s.structure
+        common.pop("sparsity")
+    cls = METHODS[s.method]
+    if issubclass(cls, sp.PruningAtInit):
+        if s.structure is not None:
+            raise ValueError(f"sparsity.structure is not supported with sparsity.method={s.method!r}")
+        return cls(run.model, optimizer, params, loader=prune_loader, batches=s.prune_batches, **common)
+    if issubclass(cls, sp.DynamicSparsifier):
+        common.update(total_steps=total_steps, delta_t=s.delta_t, end_step=int(s.end_fraction * total_steps))
+        if cls in (sp.GraNet, sp.GradualMagnitudePruning):
+            common["initial_sparsity"] = s.initial_sparsity
+        else:
+            common["drop_fraction"] = s.drop_fraction
+    return cls(run.model, optimizer, params, **common)
+
+
+def restore_model(checkpoint: Mapping[str, Any]) -> tuple[nn.Module, RunConfig]:
+    """Rebuild a trained model, masks included, from a checkpoint written by the trainer.
+
+    The architecture comes from the checkpoint's config and example-input shape (Sparse
+    Wide needs a forward pass); no data is read.
+    """
+    config = config_from_dict(checkpoint["config"])
+    example = checkpoint["example"]
+    run = build_run_model(config, torch.zeros(example["shape"], dtype=getattr(torch, example["dtype"])))
+    sp.attach_masks(run.model, checkpoint["sparse_targets"])
+    run.model.load_state_dict(checkpoint["model"])
+    return run.model, config
