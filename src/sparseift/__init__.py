@@ -9,7 +9,9 @@ Quick start::
     cal = sparseift.calibrate_model(result.model, result.sparse_params, dense, x)   # iso-FLOP to 1e-6
 """
 
+from sparseift import sparsity
 from sparseift.flops import Calibration, FlopProfile, calibrate_iso_flop, calibrate_model, profile_flops
+from sparseift.sparsity import FORCE, SET, SNIP, FlopBudget, GraNet, GraSP, RigL, StaticSparsifier
 from sparseift.transforms import FAMILIES, Transformed, transform
 
 __version__ = "0.1.0"
@@ -23,5 +25,14 @@ __all__ = [
     "Calibration",
     "calibrate_iso_flop",
     "calibrate_model",
+    "sparsity",
+    "StaticSparsifier",
+    "SNIP",
+    "GraSP",
+    "FORCE",
+    "SET",
+    "RigL",
+    "GraNet",
+    "FlopBudget",
     "__version__",
 ]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sparseift.data import build_dataset, load_cifar, safe_load
-from tests.data.conftest import write_cifar
+from tests.data.fakes import write_cifar
 
 
 @pytest.mark.parametrize("archive", [True, False])
@@ -59,7 +59,9 @@ def test_malicious_pickle_is_refused_before_running(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("payload", [(os.system, ("true",)), (eval, ("1",)), (__import__, ("os",)), (codecs.encode, ("abc", "rot13"))])
+@pytest.mark.parametrize(
+    "payload", [(os.system, ("true",)), (eval, ("1",)), (__import__, ("os",)), (codecs.encode, ("abc", "rot13"))]
+)
 def test_safe_load_refuses_any_callable(payload: tuple) -> None:
     class Reducer:
         def __reduce__(self) -> tuple:

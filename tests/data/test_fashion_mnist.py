@@ -7,7 +7,7 @@ import pytest
 
 from sparseift.data import build_dataset, load_fashion_mnist
 from sparseift.data.fashion_mnist import FASHION_MNIST_SYSTEM_DIR
-from tests.data.conftest import write_fashion_mnist
+from tests.data.fakes import write_fashion_mnist
 
 
 @pytest.mark.parametrize("gzipped", [True, False])

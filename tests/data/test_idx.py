@@ -8,7 +8,7 @@ import pytest
 
 from sparseift.data import read_idx
 from sparseift.data.idx import parse_idx
-from tests.data.conftest import idx_bytes
+from tests.data.fakes import idx_bytes
 
 
 @pytest.mark.parametrize("dtype", ["u1", "i1", "i2", "i4", "f4", "f8"])

@@ -56,7 +56,7 @@ def test_loader_collates_an_image_folder(image_root: Path) -> None:
 
 def test_resize_center_crop_keeps_the_centre() -> None:
     pixels = np.zeros((20, 40, 3), np.uint8)
-    pixels[:, 10:30] = 200  # the central half is bright
+    pixels[:, 8:32] = 200  # a bright band wider than the central square
     crop = ResizeCenterCrop(10, resize=10)(Image.fromarray(pixels))
     assert crop.shape == (3, 10, 10) and bool((crop == 200).all())
 

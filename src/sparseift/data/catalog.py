@@ -55,7 +55,9 @@ def _in_memory(
     if split != "test":
         dataset = dataset.subset(_train_or_val(split, len(dataset), val_fraction, split_seed))
     shape = tuple(arrays.inputs.shape[1:])
-    return DataSplit(name, split, "classification", dataset, num_classes, shape, mean, std, augmentation, str(arrays.source))
+    return DataSplit(
+        name, split, "classification", dataset, num_classes, shape, mean, std, augmentation, str(arrays.source)
+    )
 
 
 @register_dataset("fashion_mnist", "Fashion-MNIST, 28x28 grey, 10 classes (apt-get install -y dataset-fashion-mnist)")

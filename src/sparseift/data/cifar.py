@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +94,7 @@ def _find_source(layout: CifarLayout, data_dir: str | os.PathLike[str] | None) -
 
 
 @contextmanager
-def _open_batches(source: Path, layout: CifarLayout) -> Iterator:
+def _open_batches(source: Path, layout: CifarLayout) -> Iterator[Callable[[str], IO[bytes]]]:
     """Yield a function that opens one batch file by name, from an archive or a folder."""
     if source.is_dir():
         yield lambda batch: open(source / batch, "rb")

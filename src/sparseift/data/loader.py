@@ -97,8 +97,10 @@ class BatchLoader:
 
     def __len__(self) -> int:
         """Batches per epoch on this rank."""
-        per_rank = len(self.dataset) // self.world_size if self.drop_last else math.ceil(len(self.dataset) / self.world_size)
-        return per_rank // self.batch_size if self.drop_last else math.ceil(per_rank / self.batch_size)
+        n = len(self.dataset)
+        if self.drop_last:
+            return (n // self.world_size) // self.batch_size
+        return math.ceil(math.ceil(n / self.world_size) / self.batch_size)
 
     def __iter__(self) -> Iterator[Any]:
         return self.epoch_batches(self.epoch)

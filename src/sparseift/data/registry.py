@@ -19,7 +19,15 @@ from sparseift._checks import check_choice
 from sparseift.data.augment import BatchTransform
 from sparseift.data.splits import SPLITS, Split
 
-__all__ = ["Augmentation", "DataSplit", "DatasetSpec", "register_dataset", "build_dataset", "dataset_spec", "list_datasets"]
+__all__ = [
+    "Augmentation",
+    "DataSplit",
+    "DatasetSpec",
+    "register_dataset",
+    "build_dataset",
+    "dataset_spec",
+    "list_datasets",
+]
 
 Task = Literal["classification", "language_modeling"]
 
@@ -40,7 +48,7 @@ class DataSplit:
     classification, int64 byte blocks ``(context_length,)`` and their next bytes for
     language modelling. ``num_classes`` is the vocabulary size (256) for text. ``mean`` and
     ``std`` (per channel, of pixel values in [0, 1]) are None for text. ``source`` is the
-    path read; ``sha256`` the digest of a text corpus.
+    path read; ``sha256`` the digest of the whole text corpus (all splits).
     """
 
     name: str

@@ -24,7 +24,8 @@ SPLITS: tuple[Split, ...] = ("train", "val", "test")
 def holdout_split(n: int, fraction: float, seed: int, *, name: str = "fraction") -> tuple[Tensor, Tensor]:
     """Split ``range(n)`` into ``(kept, held_out)`` index tensors: ``held_out`` is the first
     ``floor(fraction * n)`` entries of ``torch.randperm(n)`` under a generator seeded with
-    ``seed``; ``name`` is the argument named in errors. Both are sorted int64 tensors; together they cover ``range(n)`` exactly once."""
+    ``seed``; ``name`` is the argument named in errors. Both are sorted int64 tensors;
+    together they cover ``range(n)`` exactly once."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     fraction = check_fraction(fraction, name, high_open=True)
@@ -40,9 +41,7 @@ def contiguous_ranges(n: int, val_fraction: float, test_fraction: float) -> dict
     val_fraction = check_fraction(val_fraction, "val_fraction", high_open=True)
     test_fraction = check_fraction(test_fraction, "test_fraction", high_open=True)
     if val_fraction + test_fraction >= 1:
-        raise ValueError(
-            f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}"
-        )
+        raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
     n_val, n_test = math.floor(val_fraction * n), math.floor(test_fraction * n)
     n_train = n - n_val - n_test
     return {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}

@@ -29,7 +29,8 @@ class TensorPairDataset(Dataset[tuple[Tensor, Tensor]]):
     def __init__(self, inputs: Tensor, targets: Tensor) -> None:
         if inputs.shape[0] != targets.shape[0]:
             raise ValueError(
-                f"inputs and targets must hold the same number of examples, got {inputs.shape[0]} and {targets.shape[0]}"
+                "inputs and targets must hold the same number of examples, "
+                f"got {inputs.shape[0]} and {targets.shape[0]}"
             )
         if inputs.device != targets.device:
             raise ValueError(f"inputs and targets must be on one device, got {inputs.device} and {targets.device}")
@@ -39,7 +40,8 @@ class TensorPairDataset(Dataset[tuple[Tensor, Tensor]]):
     @classmethod
     def from_arrays(cls, arrays: LabelledArrays) -> TensorPairDataset:
         """Wrap labelled numpy arrays (no copy); labels become int64."""
-        return cls(torch.from_numpy(np.ascontiguousarray(arrays.inputs)), torch.from_numpy(arrays.labels.astype(np.int64)))
+        inputs = torch.from_numpy(np.ascontiguousarray(arrays.inputs))
+        return cls(inputs, torch.from_numpy(arrays.labels.astype(np.int64)))
 
     def __len__(self) -> int:
         return self.inputs.shape[0]

@@ -104,7 +104,7 @@ class Sparsifier:
         self.masks = attach_masks(self.model, targets)
         with torch.no_grad():
             self._initialize()
-        apply_masks(self.model, optimizer)
+        self._masks_changed()
 
     # ----- what a method says -------------------------------------------------------------
     def planned_sparsities(self, step: int, targets: Mapping[str, float] | None = None) -> dict[str, float]:
@@ -128,6 +128,11 @@ class Sparsifier:
         if self.structure is not None:
             return transposable_nm_mask(scores, self.structure)
         return topk_mask(scores, active_count(scores.numel(), sparsity))
+
+    def is_update_step(self, step: int) -> bool:
+        """Whether ``step()`` number ``step`` (1-based) updates the masks, e.g. to know that its
+        backward pass needs the dense gradient (training FLOPs)."""
+        return self._is_update_step(step)
 
     def _is_update_step(self, step: int) -> bool:
         return False
@@ -156,6 +161,15 @@ class Sparsifier:
                 self._apply_update(self._update(self.step_count))
             else:
                 self.skipped_updates += 1
+        if any(mask._version != self._mask_versions[name] for name, mask in self.masks.items()):
+            self._masks_changed()  # mask buffers written from outside, e.g. model.load_state_dict
+        for name, param in self.params.items():
+            zero_entries(param, self._inactive[name], self.optimizer)
+
+    def _masks_changed(self) -> None:
+        """Cache the inactive sets (``~mask``, reused every step) and zero them everywhere."""
+        self._inactive = {name: ~mask for name, mask in self.masks.items()}
+        self._mask_versions = {name: mask._version for name, mask in self.masks.items()}
         apply_masks(self.model, self.optimizer)
 
     def _gradients_finite(self) -> bool:
@@ -170,6 +184,7 @@ class Sparsifier:
             mask = self.masks[name]
             zero_entries(self.params[name], new & ~mask, self.optimizer)
             mask.copy_(new)
+        self._masks_changed()
 
     # ----- checkpoints --------------------------------------------------------------------
     def hyperparameters(self) -> dict[str, Any]:
@@ -202,7 +217,7 @@ class Sparsifier:
         self.generator.set_state(state["rng_state"])
         for name, mask in self.masks.items():
             mask.copy_(state["masks"][name])
-        apply_masks(self.model, self.optimizer)
+        self._masks_changed()
 
     def _load_hyperparameters(self, saved: Mapping[str, Any]) -> None:
         if dict(saved) != self.hyperparameters():

@@ -41,7 +41,8 @@ def erk(shapes: Mapping[str, Sequence[int]], sparsity: float) -> dict[str, float
     numel = {name: math.prod(shape) for name, shape in shapes.items()}
     raw = {name: sum(shape) / numel[name] for name, shape in shapes.items()}
     dense: set[str] = set()
-    while True:
+    eps = 0.0
+    while len(dense) < len(shapes):
         budget = (1.0 - sparsity) * sum(numel.values()) - sum(numel[name] for name in dense)
         free = [name for name in shapes if name not in dense]
         eps = budget / sum(raw[name] * numel[name] for name in free)

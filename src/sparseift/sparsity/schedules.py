@@ -29,6 +29,11 @@ class UpdateSchedule:
             raise ValueError(f"begin_step must be an int >= 0, got {self.begin!r}")
         if isinstance(self.end, bool) or not isinstance(self.end, int) or self.end <= self.begin:
             raise ValueError(f"end_step must be an int > begin_step={self.begin}, got {self.end!r}")
+        if self.end - self.begin < self.delta_t:
+            raise ValueError(
+                f"delta_t={self.delta_t} must be <= end_step - begin_step = {self.end - self.begin}, "
+                "else no mask update ever happens"
+            )
 
     def is_update(self, step: int) -> bool:
         """Whether the masks change after step ``step``."""
@@ -59,5 +64,7 @@ def cubic_sparsity(initial: float, final: float, step: int, begin: int, end: int
     check_fraction(initial, "initial_sparsity")
     check_fraction(final, "final_sparsity")
     span = (end - begin) // delta_t * delta_t
+    if span <= 0:
+        raise ValueError(f"no update step in ({begin}, {end}] with delta_t={delta_t}")
     progress = min(1.0, max(0.0, (step - begin) / span))
     return final + (initial - final) * (1.0 - progress) ** 3
