@@ -52,5 +52,6 @@ def tiny_config(tmp_path):  # noqa: ANN001, ANN201
         "data": {"name": "test_blobs", "batch_size": 32, "eval_batch_size": 128},
         "optim": {"name": "sgd", "lr": 0.05, "weight_decay": 5e-4},
         "schedule": {"name": "cosine"},
-        "train": {"epochs": 1, "out_dir": str(tmp_path / "runs"), "log_every": 4, "progress": False, "seed": 0},
+        "train": {"epochs": 1, "out_dir": str(tmp_path / "runs"), "log_every": 4, "progress": False, "seed": 0,
+                  "threads": 1},
     }

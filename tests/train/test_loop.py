@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from sparseift.flops import active_count, profile_flops, training_macs
 from sparseift.sparsity import get_masks
 from sparseift.train import Trainer, config_from_dict, load_checkpoint, restore_model
+
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _trainer(data: dict, **kwargs: object) -> Trainer:
@@ -67,18 +74,29 @@ def test_resume_continues_bit_exactly_across_mask_updates(tiny_config: dict) -> 
     interrupted["name"] = "interrupted"
     with pytest.raises(KeyboardInterrupt):
         _trainer(interrupted, callbacks=[_Crash(step=9)]).fit()
-    resumed = _trainer(interrupted, resume=True)
-    assert resumed.resume_path is not None
-    resumed.fit()
-    assert resumed.step == reference.step
-    for (name, a), (_, b) in zip(reference.model.state_dict().items(), resumed.model.state_dict().items()):
-        assert torch.equal(a, b), name
-    ref_opt, new_opt = reference.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
-    for key in ref_opt:
-        assert torch.equal(ref_opt[key]["momentum_buffer"], new_opt[key]["momentum_buffer"])
-    assert resumed.sparsifier.state_dict()["step"] == reference.sparsifier.state_dict()["step"]
-    assert resumed.macs == pytest.approx(reference.macs, rel=1e-12)
-    rows = [json.loads(line) for line in (resumed.out_dir / "metrics.jsonl").read_text().splitlines()]
+    # continue in a fresh process, through the command line
+    recipe = Path(interrupted["train"]["out_dir"]) / "interrupted.yaml"
+    recipe.write_text(yaml.safe_dump(interrupted))
+    script = (
+        "import sys, tests.train.conftest; from sparseift.cli import main; "
+        f"sys.exit(main(['train', {str(recipe)!r}, '--resume']))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "resumed" in done.stdout
+    resumed = load_checkpoint(Path(interrupted["train"]["out_dir"]) / "interrupted" / "checkpoint.pt")
+    final = reference.state_dict()
+    assert resumed["position"] == final["position"]
+    for name, value in final["model"].items():
+        assert torch.equal(resumed["model"][name], value), name
+    for key, value in final["optimizer"]["state"].items():
+        assert torch.equal(resumed["optimizer"]["state"][key]["momentum_buffer"], value["momentum_buffer"])
+    assert resumed["sparsifier"]["step"] == final["sparsifier"]["step"]
+    for name, mask in final["sparsifier"]["masks"].items():
+        assert torch.equal(resumed["sparsifier"]["masks"][name], mask)
+    assert resumed["totals"]["macs"] == pytest.approx(final["totals"]["macs"], rel=1e-12)
+    rows = [json.loads(line) for line in (Path(interrupted["train"]["out_dir"]) / "interrupted" / "metrics.jsonl")
+            .read_text().splitlines()]  # fmt: skip
     assert [r["step"] for r in rows if r["kind"] == "train"] == [4, 8, 12, 16]
 
 
