@@ -4,6 +4,7 @@ from sparseift.transforms.api import FAMILIES, Family, LayerReport, Transformed,
 from sparseift.transforms.dims import d_sd, d_sf, k_sp, k_sw
 from sparseift.transforms.modules import SparseDoped, SparseFactorized, SparseIFTModule, SparseParallel
 from sparseift.transforms.nonlinearity import default_nonlinearity
+from sparseift.transforms.wide import widen_model
 
 __all__ = [
     "FAMILIES",
@@ -11,6 +12,7 @@ __all__ = [
     "LayerReport",
     "Transformed",
     "transform",
+    "widen_model",
     "k_sw",
     "k_sp",
     "d_sf",

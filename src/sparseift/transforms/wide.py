@@ -1,11 +1,14 @@
 """Sparse Wide: every hidden width of a network times ``k_sw = sqrt(1/(1-s))`` (table 1, A.1).
 
-Sparse Wide changes layer shapes, so it rewrites the whole network at once. It works on
-any model built from the layer types below, without per-model code, by running the model
-once on example inputs and resizing each layer just before it runs:
+Sparse Wide changes layer shapes, so it rewrites the whole network at once. The engine
+below scales every hidden width by any factor ``k``: Sparse Wide calls it with
+``k = k_sw(s)`` (:func:`widen`), and :func:`widen_model` exposes it as a plain, dense width
+multiplier (a model zoo's ``width_multiplier`` for models it does not define itself).
+It works on any model built from the layer types below, without per-model code, by running
+the model once on example inputs and resizing each layer just before it runs:
 
-* a layer's **output** width ``D`` becomes ``W(D) = q * round_half_up(k_sw * D / q)``, the
-  same function everywhere, so the two sides of a residual add stay equal;
+* a layer's **output** width ``D`` becomes ``W(D) = q * round_half_up(k * D / q)`` (at
+  least ``q``), the same function everywhere, so the two sides of a residual add stay equal;
 * a layer's **input** width is read off the tensor that actually reaches it, so
   flatten -> Linear, concatenations and the network's own input channels come out right;
 * the network's input channels, vocabulary and positions (``num_embeddings``) and the
@@ -35,6 +38,7 @@ initialisation scheme after the transform.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -42,11 +46,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from sparseift._model_io import ExampleInputs, call_model, first_tensor, inspecting
+from sparseift._model_io import ExampleInputs, call_model, execution_order, first_tensor, inspecting
 from sparseift.transforms import dims
 from sparseift.transforms.layers import describe, is_hf_conv1d
 
-__all__ = ["WidthChange", "width_multiple", "widen", "HEAD_COUNT_ATTRS", "HEAD_SIZE_ATTRS"]
+__all__ = [
+    "WidthChange",
+    "width_multiple",
+    "scale_widths",
+    "widen",
+    "widen_model",
+    "HEAD_COUNT_ATTRS",
+    "HEAD_SIZE_ATTRS",
+]
 
 HEAD_COUNT_ATTRS = ("num_heads", "num_attention_heads", "n_head")
 HEAD_SIZE_ATTRS = ("head_dim", "attention_head_size", "head_size")
@@ -104,9 +116,9 @@ def width_multiple(model: nn.Module) -> int:
 class _Widener:
     """Resizes each module of a (copied) model just before it first runs."""
 
-    def __init__(self, model: nn.Module, sparsity: float, keep_output: set[str], multiple: int) -> None:
+    def __init__(self, model: nn.Module, factor: float, keep_output: set[str], multiple: int) -> None:
         self.model = model
-        self.sparsity = sparsity
+        self.factor = factor
         self.multiple = multiple
         self.names = {id(m): name for name, m in model.named_modules(remove_duplicate=False)}
         self.keep_output = keep_output
@@ -117,7 +129,7 @@ class _Widener:
 
     # -- widths ---------------------------------------------------------------------------
     def width(self, old: int) -> dims.IntegerSize:
-        return dims.wide_width(old, self.sparsity, self.multiple)
+        return dims.integer_size(self.factor * old, minimum=self.multiple, multiple=self.multiple)
 
     def out_width(self, module: nn.Module, old: int) -> int:
         name = self.names[id(module)]
@@ -291,13 +303,55 @@ class _Widener:
                 handle.remove()
 
 
+def _check_factor(factor: float) -> float:
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor):
+        raise TypeError(f"factor must be a positive real number, got {factor!r}")
+    if factor <= 0:
+        raise ValueError(f"factor must be > 0 (the width multiplier), got {factor!r}")
+    return float(factor)
+
+
+def scale_widths(
+    model: nn.Module, factor: float, example_inputs: ExampleInputs, keep_output: set[str]
+) -> dict[str, WidthChange]:
+    """Scale every hidden width of ``model`` in place by ``factor``; returns the width changes.
+
+    The engine of this module: each output width ``D`` becomes
+    ``q * round_half_up(factor * D / q)`` (see the module docstring). ``keep_output`` names
+    the modules whose output width stays (the network's last layer).
+    """
+    widener = _Widener(model, _check_factor(factor), keep_output, width_multiple(model))
+    widener.run(example_inputs)
+    return widener.changes
+
+
 def widen(
     model: nn.Module, sparsity: float, example_inputs: ExampleInputs, keep_output: set[str]
 ) -> dict[str, WidthChange]:
     """Widen ``model`` in place for Sparse Wide at ``sparsity``; returns the width changes.
 
+    :func:`scale_widths` with ``factor = k_sw(s) = sqrt(1/(1-s))`` (table 1).
     ``keep_output`` names the modules whose output width stays (the network's last layer).
     """
-    widener = _Widener(model, sparsity, keep_output, width_multiple(model))
-    widener.run(example_inputs)
-    return widener.changes
+    return scale_widths(model, dims.k_sw(sparsity), example_inputs, keep_output)
+
+
+def widen_model(model: nn.Module, factor: float, example_inputs: ExampleInputs) -> nn.Module:
+    """A dense copy of ``model`` with every hidden width times ``factor`` (a width multiplier).
+
+    The same engine and rounding as Sparse Wide (``factor = k_sw(s)`` gives the widths of
+    ``transform(model, "wide", s)``), without any sparsity: the network's input channels,
+    vocabulary and positions and its last layer's output width (classes, vocabulary) stay.
+    ``factor < 1`` narrows. ``model`` is not modified. Resized layers get their layer type's
+    default initialisation: re-apply the model's own initialisation scheme afterwards.
+
+    Args:
+        model: any ``nn.Module`` that :func:`widen` supports.
+        factor: the width multiplier ``k > 0``.
+        example_inputs: inputs the model runs on once (see :data:`ExampleInputs`).
+    """
+    factor = _check_factor(factor)
+    new = copy.deepcopy(model)
+    layers = execution_order(new, example_inputs, lambda m: describe(m) is not None)
+    scale_widths(new, factor, example_inputs, keep_output=set(layers[-1:]))
+    return new
