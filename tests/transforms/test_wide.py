@@ -190,3 +190,16 @@ def test_multihead_attention_is_an_error_naming_the_module() -> None:
 
     with pytest.raises(TypeError, match="'attn'"):
         transform(Net(), "wide", 0.5, example_inputs=torch.randn(1, 3, 8))
+
+
+def test_botnet_relative_position_embeddings_follow_the_head_size() -> None:
+    """BotNet-50's attention (timm BottleneckAttn) holds per-head relative position tables."""
+    from sparseift.models import build_model
+
+    dense, x = build_model("botnet50_cifar", num_classes=10), torch.randn(1, 3, 32, 32)
+    wide = transform(dense, "wide", 0.75, example_inputs=x).model
+    before, after = dense.stages[3][0].self_attn, wide.stages[3][0].self_attn
+    assert after.num_heads == before.num_heads and after.dim_head_qk == 2 * before.dim_head_qk
+    assert after.pos_embed.height_rel.shape[-1] == after.dim_head_qk == after.pos_embed.dim_head
+    assert after.scale == pytest.approx(after.dim_head_qk**-0.5)
+    assert wide(x).shape == (1, 10)

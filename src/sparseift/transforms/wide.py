@@ -61,8 +61,11 @@ __all__ = [
 ]
 
 HEAD_COUNT_ATTRS = ("num_heads", "num_attention_heads", "n_head")
-HEAD_SIZE_ATTRS = ("head_dim", "attention_head_size", "head_size")
-ATTENTION_WIDTH_ATTRS = ("embed_dim", "split_size", "attn_dim", "all_head_size", "inner_dim")
+HEAD_SIZE_ATTRS = ("head_dim", "attention_head_size", "head_size", "dim_head_qk", "dim_head_v")
+ATTENTION_WIDTH_ATTRS = ("embed_dim", "split_size", "attn_dim", "all_head_size", "inner_dim", "dim_out_qk", "dim_out_v")
+PER_HEAD_ATTR = "dim_head"
+"""A child of an attention module with ``dim_head`` equal to the head size holds per-head
+parameters (timm's relative position embedding of BotNet): their last dimension follows."""
 SCALE_ATTRS = ("scale", "scaling")
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 
@@ -126,6 +129,7 @@ class _Widener:
         self.replaced: dict[int, nn.Parameter] = {}
         self.done: set[int] = set()
         self.changes: dict[str, WidthChange] = {}
+        self.per_head: set[int] = set()
 
     # -- widths ---------------------------------------------------------------------------
     def width(self, old: int) -> dims.IntegerSize:
@@ -248,6 +252,23 @@ class _Widener:
             layer = describe(child)
             if layer is not None and layer.out_channels in (2 * old, 3 * old):
                 self.overrides[id(child)] = layer.out_channels // old * new
+            if getattr(child, PER_HEAD_ATTR, None) == head_size:
+                self._per_head(child, head_size, new_head)
+
+    def _per_head(self, module: nn.Module, head_size: int, new_head: int) -> None:
+        """Resize the last dimension of a per-head module's own parameters to the new head size."""
+        setattr(module, PER_HEAD_ATTR, new_head)
+        for name in SCALE_ATTRS:
+            value = getattr(module, name, None)
+            if isinstance(value, float) and math.isclose(value, head_size**-0.5):
+                setattr(module, name, new_head**-0.5)
+        shapes = {
+            name: (*p.shape[:-1], new_head)
+            for name, p in module._parameters.items()
+            if p is not None and p.shape[-1] == head_size
+        }
+        self._resize(module, shapes)
+        self.per_head.add(id(module))
 
     # -- driver -----------------------------------------------------------------------------
     def hook(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
@@ -269,7 +290,9 @@ class _Widener:
     def check_supported(self) -> None:
         for name, module in self.model.named_modules():
             own = [n for n, p in module._parameters.items() if p is not None]
-            supported = describe(module) is not None or isinstance(module, (*_NORMS, nn.Embedding))
+            supported = (
+                describe(module) is not None or isinstance(module, (*_NORMS, nn.Embedding)) or id(module) in self.per_head
+            )
             if own and not supported:
                 raise TypeError(
                     f"Sparse Wide cannot rewrite module {name or '<root>'!r} ({type(module).__name__}): "
@@ -283,11 +306,11 @@ class _Widener:
                 )
 
     def run(self, example_inputs: ExampleInputs) -> None:
-        self.check_supported()
         for module in self.model.modules():
             shape = _attention_shape(module)
             if shape is not None:
                 self._attention(module, *shape)
+        self.check_supported()
         handles = [m.register_forward_pre_hook(self.hook, with_kwargs=True) for m in self.model.modules()]
         try:
             with inspecting(self.model):
