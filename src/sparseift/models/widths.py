@@ -9,25 +9,18 @@ with ``width_multiplier=k_sw(s)`` gives exactly the widths of ``transform(model,
 
 from __future__ import annotations
 
-import math
-
-from sparseift._checks import check_positive_int
+from sparseift._checks import check_positive_int, check_positive_real, round_half_up
 
 __all__ = ["check_width_multiplier", "scaled_width"]
 
 
 def check_width_multiplier(value: object) -> float:
     """Check that a width multiplier is a positive finite real number and return it as float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"width_multiplier must be a positive real number, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"width_multiplier must be > 0, got {value!r}")
-    return float(value)
+    return check_positive_real("width_multiplier", value)
 
 
 def scaled_width(width: int, multiplier: float, multiple: int = 1) -> int:
     """``multiple * round_half_up(multiplier * width / multiple)``, at least ``multiple``."""
     check_positive_int("width", width)
     check_positive_int("multiple", multiple)
-    units = multiplier * width / multiple
-    return multiple * max(1, math.floor(units + 0.5))
+    return multiple * max(1, round_half_up(multiplier * width / multiple))

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from torch import nn
 
-from sparseift._checks import check_sparsity
+from sparseift._checks import check_globs, check_sparsity
 from sparseift._model_io import ExampleInputs
 from sparseift.sparsity.distributions import Distribution, distribute, global_sparsity
 from sparseift.transforms.api import first_and_last
@@ -39,13 +39,7 @@ def default_sparse_params(model: nn.Module, example_inputs: ExampleInputs | None
 def match_params(model: nn.Module, patterns: Sequence[str]) -> list[str]:
     """Parameter names matching any glob pattern (``"layer*.conv*.weight"``); each pattern must match."""
     names = [name for name, _ in model.named_parameters()]
-    for pattern in patterns:
-        if not isinstance(pattern, str):
-            raise TypeError(f"params must hold glob patterns (str), got {pattern!r}")
-        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
-            raise ValueError(
-                f"params pattern {pattern!r} matches no parameter; names look like {', '.join(map(repr, names[:4]))}"
-            )
+    check_globs("params", patterns, names, "parameter")
     return [name for name in names if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
 
 

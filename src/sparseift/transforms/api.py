@@ -10,7 +10,7 @@ from typing import Literal
 
 from torch import nn
 
-from sparseift._checks import check_choice, check_sparsity
+from sparseift._checks import check_choice, check_globs, check_sparsity
 from sparseift._model_io import ExampleInputs, execution_order
 from sparseift.transforms.layers import describe
 from sparseift.transforms.layerwise import build_layerwise
@@ -87,17 +87,8 @@ def _excluded(name: str, patterns: Sequence[str]) -> bool:
 def _check_exclude(model: nn.Module, exclude: Sequence[str] | str | None) -> tuple[str, ...]:
     if exclude is None:
         return ()
-    patterns = (exclude,) if isinstance(exclude, str) else tuple(exclude)
-    names = [name for name, _ in model.named_modules() if name]
-    for pattern in patterns:
-        if not isinstance(pattern, str):
-            raise TypeError(f"exclude must hold glob patterns (str), got {pattern!r}")
-        if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
-            raise ValueError(
-                f"exclude pattern {pattern!r} matches no module of the model; module names look like "
-                f"{', '.join(repr(n) for n in names[:5])}"
-            )
-    return patterns
+    patterns = (exclude,) if isinstance(exclude, str) else exclude
+    return check_globs("exclude", patterns, [name for name, _ in model.named_modules() if name], "module")
 
 
 _UNSUPPORTED = (nn.modules.conv._ConvNd, nn.MultiheadAttention, nn.Bilinear, nn.RNNBase)

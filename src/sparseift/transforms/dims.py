@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sparseift._checks import check_sparsity, check_positive_int
+from sparseift._checks import check_positive_int, check_sparsity, round_half_up
 
 __all__ = [
     "IntegerSize",
@@ -38,11 +38,6 @@ __all__ = [
 ]
 
 _EPS = 1e-9
-
-
-def round_half_up(x: float) -> int:
-    """Round to the nearest integer, ties away from zero for x >= 0 (``floor(x + 0.5)``)."""
-    return math.floor(x + 0.5)
 
 
 @dataclass(frozen=True)

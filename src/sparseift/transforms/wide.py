@@ -46,6 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sparseift._checks import check_positive_real
 from sparseift._model_io import ExampleInputs, call_model, execution_order, first_tensor, inspecting
 from sparseift.transforms import dims
 from sparseift.transforms.layers import describe, is_hf_conv1d
@@ -327,11 +328,7 @@ class _Widener:
 
 
 def _check_factor(factor: float) -> float:
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor):
-        raise TypeError(f"factor must be a positive real number, got {factor!r}")
-    if factor <= 0:
-        raise ValueError(f"factor must be > 0 (the width multiplier), got {factor!r}")
-    return float(factor)
+    return check_positive_real("factor", factor)
 
 
 def scale_widths(
