@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -40,8 +39,12 @@ class RunLogger:
         if enabled:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             if tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
-
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError as error:
+                    raise ImportError(
+                        "train.tensorboard=true needs the tensorboard package: pip install tensorboard"
+                    ) from error
                 self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
 
     def log(self, row: dict[str, Any]) -> None:
@@ -88,13 +91,3 @@ class RunLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-class Throughput:
-    """Samples per second and ETA over a run."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
