@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subgraphs", choices=SUBGRAPHS, default="degree", help="sub-graphs for imdb/imsg (Hoang et al. 2023b) or none")
     parser.add_argument("--min-inputs", type=int, default=2, help="fewest inputs of one degree that form a sub-graph")
     parser.add_argument("--min-degree", type=int, default=3, help="lowest input degree that forms a sub-graph")
-    parser.add_argument("--solver", choices=SOLVERS, default="auto", help="top-2 singular values: cost model, dense Gram or Lanczos")
+    parser.add_argument("--solver", choices=SOLVERS, default="auto", help="top-2 singular values: auto (cost model), gram, sparse (Lanczos) or dense (LAPACK)")
     parser.add_argument("--plot", nargs="+", type=Path, metavar="METRICS_JSONL", help="plot these runs' JSONL metrics files instead")
     parser.add_argument("--out", type=Path, default=Path("."), help="folder for the PNG plots (with --plot)")
     parser.add_argument("--accuracy-key", default="accuracy", help="metric that colours the plots (with --plot)")
