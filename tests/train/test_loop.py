@@ -131,3 +131,12 @@ def test_dense_run_has_no_sparsifier(tiny_config: dict) -> None:
     trainer = _trainer(tiny_config)
     result = trainer.fit()
     assert trainer.sparsifier is None and result.nonzero_parameters == result.parameters
+
+
+def test_spectral_metrics_are_recorded_at_each_evaluation(tiny_config: dict) -> None:
+    tiny_config["train"].update(spectral_each_eval=True, eval_every_epochs=0.5)
+    trainer = _trainer(tiny_config)
+    trainer.fit()
+    rows = [json.loads(line) for line in (trainer.out_dir / "spectral.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(row["kind"] == "spectral" for row in rows)
+    assert all("val_accuracy" in row["metrics"] and row["delta_r"] is not None for row in rows)

@@ -18,7 +18,8 @@ from torch.utils.data import Subset
 from sparseift import sparsity as sp
 from sparseift.data import DataSplit, build_dataset
 from sparseift.models import build_model
-from sparseift.models.init import param_groups
+from sparseift.models.init import kaiming_init, param_groups, zero_init_last_bn
+from sparseift.models.registry import model_spec
 from sparseift.transforms import transform
 from sparseift.train.config import DataConfig, OptimConfig, RunConfig, config_from_dict
 
@@ -88,7 +89,26 @@ def build_run_model(config: RunConfig, example: torch.Tensor) -> RunModel:
         keep_first_last_dense=t.keep_first_last_dense,
         nonlinearity=None if t.nonlinearity == "none" else "default",
     )
+    _initialise(result.model, config.model.name, t.family)
     return RunModel(dense, result.model, result.sparse_params)
+
+
+def _initialise(model: nn.Module, name: str, family: str) -> None:
+    """Initialise a freshly transformed model for training from scratch (appendix C.2).
+
+    Sparse Wide keeps every module type, so the model's own scheme applies (its registry
+    ``reinit`` or its ``reset_parameters``); the layer-wise families add new module types,
+    so they get the paper's Kaiming init with the last BatchNorm of each residual branch
+    at zero.
+    """
+    spec = model_spec(name)
+    if family == "wide" and spec.reinit is not None:
+        spec.reinit(model)
+    elif family == "wide" and hasattr(model, "reset_parameters"):
+        model.reset_parameters()
+    elif family != "wide":
+        kaiming_init(model)
+        zero_init_last_bn(model)
 
 
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:

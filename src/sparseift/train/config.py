@@ -204,13 +204,17 @@ class TrainConfig:
     out_dir: str = "runs"
     tensorboard: bool = False
     progress: bool = True
+    spectral_each_eval: bool = False
+    """Record the spectral graph metrics of the masks (section 4) at each evaluation."""
+    spectral_every: int | None = None
+    """Also record them every N optimizer steps."""
 
     def validate(self, prefix: str) -> None:
         _positive(f"{prefix}.epochs", self.epochs)
         _positive(f"{prefix}.grad_accum", self.grad_accum)
         _positive(f"{prefix}.log_every", self.log_every)
         _positive(f"{prefix}.eval_every_epochs", self.eval_every_epochs)
-        for name in ("max_steps", "checkpoint_every", "threads", "grad_clip"):
+        for name in ("max_steps", "checkpoint_every", "threads", "grad_clip", "spectral_every"):
             value = getattr(self, name)
             if value is not None:
                 _positive(f"{prefix}.{name}", value)

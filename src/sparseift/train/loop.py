@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sparseift.analysis import SpectralCallback
 from sparseift.data import BatchLoader
 from sparseift.flops import profile_flops, training_macs
 from sparseift.sparsity import get_masks
@@ -46,6 +47,7 @@ from sparseift.train.schedules import lr_factor
 __all__ = ["Trainer", "TrainResult", "Callback", "evaluate"]
 
 CHECKPOINT = "checkpoint.pt"
+SPECTRAL = "spectral.jsonl"
 
 
 class Callback(Protocol):
@@ -117,6 +119,10 @@ class Trainer:
         self.logger = RunLogger(self.out_dir, enabled=self.dist.is_main, tensorboard=train.tensorboard)
         self._build()
         self.resume_path = self.out_dir / CHECKPOINT if resume is True else resume
+        if self.sparsifier is not None and (train.spectral_each_eval or train.spectral_every):
+            self.callbacks.append(
+                SpectralCallback(self.out_dir / SPECTRAL, train.spectral_every, train.spectral_each_eval)
+            )
 
     # ----- set-up -------------------------------------------------------------------------
     def _build(self) -> None:
