@@ -23,8 +23,8 @@ import torch
 __all__ = ["SOURCE", "cache_dir", "cpu_features", "build_kernels", "kernels"]
 
 SOURCE = Path(__file__).with_name("csrc") / "sparse_conv.cpp"
-CFLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-fopenmp")
-LDFLAGS = ("-fopenmp",)
+CFLAGS = ("-O3", "-march=native", "-ffp-contract=fast")
+LDFLAGS = ("-pthread",)
 _FEATURES = ("avx512f", "avx512bw", "avx512vl", "avx2", "fma", "avx", "sse4_2", "neon", "asimd")
 
 

@@ -1,10 +1,17 @@
-"""Sparse weights in the kernels' format, and the sparse Conv2d / Linear forward.
+"""Sparse weights in the kernels' format, the input layout, and the sparse Conv2d / Linear forward.
 
 A weight ``[Cout, Cin/g, kh, kw]`` (a Linear weight is ``[Dout, Din, 1, 1]``) is stored
 as CSR over output channels: ``row_ptr`` and, per non-zero, its value, absolute input
-channel and tap. For each input size the taps become offsets into the phase layout of
-``csrc/sparse_conv.cpp`` (cached per size). Groups need no special case: a row only holds
-its group's input channels.
+channel and tap. Groups need no special case: a row only holds its group's input channels.
+For each input shape a :class:`Layout` of the phase buffer is chosen (see
+``csrc/sparse_conv.cpp``) and the taps become offsets into it (cached per layout):
+
+* batch >= vector width and a kernel wider than one column (after the stride split):
+  ``L`` = vector width images side by side in each vector, so every load is aligned with no
+  row padding and no shifted copies;
+* otherwise: one image per buffer, the row pitch rounded up to the vector width and
+  one shifted copy per horizontal tap offset, so loads stay aligned, unless rounding would
+  more than :data:`MAX_PITCH_GROWTH`-fold the work (tiny images), where loads go unaligned.
 """
 
 from __future__ import annotations
@@ -14,7 +21,17 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["ConvGeometry", "CsrWeight", "PlanCache", "block_channels", "pack_weight", "sparse_conv2d", "sparse_linear"]
+__all__ = [
+    "ConvGeometry",
+    "CsrWeight",
+    "Layout",
+    "PlanCache",
+    "block_channels",
+    "pack_weight",
+    "plan_layout",
+    "sparse_conv2d",
+    "sparse_linear",
+]
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,15 @@ class CsrWeight:
         cout, cin_g, kh, kw = self.shape
         return self.nnz / max(1, cout * cin_g * kh * kw)
 
+    def to_dense(self) -> torch.Tensor:
+        """The weight ``[Cout, Cin/g, kh, kw]`` back as a dense tensor (exact)."""
+        cout, cin_g, kh, kw = self.shape
+        rows = torch.repeat_interleave(torch.arange(cout), self.row_ptr.diff())
+        cols = ((self.channel % cin_g) * kh + self.tap_h) * kw + self.tap_w
+        dense = torch.zeros(cout, cin_g * kh * kw)
+        dense[rows, cols] = self.values
+        return dense.reshape(self.shape)
+
     def block_ptr(self, block: int) -> torch.Tensor:
         """int64 ``[Cout, B + 1]``: row ``co``'s non-zeros of local input channels
         ``[b * block, (b + 1) * block)`` are ``[ptr[co, b], ptr[co, b + 1])``."""
@@ -67,13 +93,17 @@ class CsrWeight:
         starts = self.row_ptr[:-1, None]
         return torch.cat([starts, starts + counts.cumsum(1)], dim=1).contiguous()
 
-    def offsets(self, geometry: ConvGeometry, plane: tuple[int, int]) -> torch.Tensor:
-        """int32 offsets of every non-zero into the phase layout with ``plane = (Hq, Wq)``."""
+    def offsets(self, geometry: ConvGeometry, layout: Layout) -> torch.Tensor:
+        """int32 offsets of every non-zero into the phase buffer of ``layout``."""
         (sh, sw), (dh, dw) = geometry.stride, geometry.dilation
-        hq, wq = plane
         th, tw = self.tap_h * dh, self.tap_w * dw
         phase = (th % sh) * sw + tw % sw
-        offsets = ((self.channel * (sh * sw) + phase) * hq + th // sh) * wq + tw // sw
+        ah, aw = th // sh, tw // sw
+        shift = aw if layout.shifts > 1 else torch.zeros_like(aw)
+        plane = ((self.channel * (sh * sw) + phase) * layout.hq + ah) * layout.wq + aw - shift
+        offsets = shift * layout.copy + plane * layout.lanes
+        if offsets.numel() and int(offsets.max()) + layout.copy >= 2**31:
+            raise ValueError(f"input too large for the sparse kernel's int32 offsets ({layout})")
         return offsets.to(torch.int32)
 
 
@@ -98,43 +128,118 @@ def pack_weight(weight: torch.Tensor, groups: int = 1) -> CsrWeight:
     )
 
 
-L1_BUDGET = 24 * 1024
+L1_BUDGET = 48 * 1024
 """Bytes of one channel block's input slice that should stay in L1 while a task uses it."""
 
+TILE_FLOATS = 128
+"""Output positions (x lanes) one task keeps in registers (capped by the build's ``tile_width()``)."""
 
-def block_channels(tile: int, plane: tuple[int, int], geometry: ConvGeometry, kernel: tuple[int, int]) -> int:
-    """Input channels per block: a block's slice of the phase layout (``tile`` output
-    positions plus the kernel's halo, in every phase plane) fits :data:`L1_BUDGET`."""
+ROWS_PER_TASK = 32
+"""Output channels per task: their partial sums stay in cache while the task's input slice is swept."""
+
+MAX_PITCH_GROWTH = 1.8
+"""Largest factor by which rounding the row pitch up for aligned loads may grow the work
+(unaligned loads cost about 2x)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The phase buffer of one input shape: output size, plane ``hq x wq`` (row pitch ``wq``),
+    ``phases`` planes per channel, ``lanes`` images per vector, ``shifts`` shifted copies of
+    ``copy`` floats each."""
+
+    ho: int
+    wo: int
+    hq: int
+    wq: int
+    phases: int
+    lanes: int
+    shifts: int
+    copy: int
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def plan_layout(
+    ext: ModuleType,
+    kernel: tuple[int, int],
+    geometry: ConvGeometry,
+    input_shape: tuple[int, int, int, int],
+    total_pad: tuple[int, int],
+) -> Layout:
+    """The :class:`Layout` for an input ``[N, C, H, W]`` (see the module docstring)."""
+    n, channels, h, w = input_shape
+    vector, tile = ext.vector_width(), ext.tile_width()
+    ho, wo = geometry.output_size((h, w), kernel, total_pad)
     (sh, sw), (dh, dw) = geometry.stride, geometry.dilation
-    halo = dh * (kernel[0] - 1) // sh * plane[1] + dw * (kernel[1] - 1) // sw
-    return max(1, L1_BUDGET // (4 * sh * sw * (tile + halo)))
+    ahmax, awmax = dh * (kernel[0] - 1) // sh, dw * (kernel[1] - 1) // sw
+    hq, wq, lanes, shifts = ho + ahmax, wo + awmax, 1, 1
+    if n >= vector and awmax > 0:
+        lanes = vector
+    elif _round_up(wq, vector) <= MAX_PITCH_GROWTH * wq:
+        wq, shifts = _round_up(wq, vector), awmax + 1
+    used = channels * sh * sw * hq * wq * lanes
+    copy = _round_up(used + (wq - wo + 1) * lanes + tile, vector)
+    return Layout(ho, wo, hq, wq, sh * sw, lanes, shifts, copy)
+
+
+def block_channels(tile: int, layout: Layout, geometry: ConvGeometry, kernel: tuple[int, int]) -> int:
+    """Input channels per block: the part of the phase buffer that one tile of ``tile``
+    outputs touches in a block (kernel rows x (tile + halo) per plane) fits :data:`L1_BUDGET`."""
+    (sh, sw), (dh, dw) = geometry.stride, geometry.dilation
+    rows = dh * (kernel[0] - 1) // sh + 1
+    width = tile + (dw * (kernel[1] - 1) // sw) * layout.lanes
+    return max(1, L1_BUDGET // (4 * layout.phases * rows * width * layout.shifts))
+
+
+def tile_floats(ext: ModuleType) -> int:
+    """Floats of q per task: :data:`TILE_FLOATS` rounded to the vector width, within the build's limit."""
+    vector = ext.vector_width()
+    return max(vector, min(ext.tile_width(), TILE_FLOATS) // vector * vector)
 
 
 class PlanCache:
-    """Per input size: offsets and channel-block pointers of one weight (cached)."""
+    """Per input layout: offsets and channel-block pointers of one weight (cached)."""
 
     def __init__(self) -> None:
-        self.by_plane: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.by_layout: dict[Layout, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def get(
-        self, ext: ModuleType, weight: CsrWeight, geometry: ConvGeometry, plane: tuple[int, int]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(block_ptr, offsets)`` for the phase layout with ``plane = (Hq, Wq)``."""
-        if plane not in self.by_plane:
-            block = block_channels(ext.tile_width(), plane, geometry, weight.shape[2:])
-            self.by_plane[plane] = (weight.block_ptr(block), weight.offsets(geometry, plane))
-        return self.by_plane[plane]
+    def get(self, ext: ModuleType, weight: CsrWeight, geometry: ConvGeometry, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(block_ptr, offsets)`` of ``weight`` for ``layout``."""
+        if layout not in self.by_layout:
+            block = block_channels(tile_floats(ext), layout, geometry, weight.shape[2:])
+            self.by_layout[layout] = (weight.block_ptr(block), weight.offsets(geometry, layout))
+        return self.by_layout[layout]
 
 
-def _plan(
-    weight: CsrWeight, geometry: ConvGeometry, size: tuple[int, int], total_pad: tuple[int, int]
-) -> tuple[list[int], tuple[int, int]]:
-    """Geometry vector of the kernel (sh, sw, ph, pw, dh, dw, ho, wo, hq, wq, phases) and the plane."""
-    _, _, kh, kw = weight.shape
-    ho, wo = geometry.output_size(size, (kh, kw), total_pad)
-    (sh, sw), (dh, dw) = geometry.stride, geometry.dilation
-    hq, wq = ho + dh * (kh - 1) // sh, wo + dw * (kw - 1) // sw
-    return [sh, sw, *geometry.padding, dh, dw, ho, wo, hq, wq, sh * sw], (hq, wq)
+def _run(
+    ext: ModuleType,
+    x: torch.Tensor,
+    weight: CsrWeight,
+    bias: torch.Tensor | None,
+    geometry: ConvGeometry,
+    total_pad: tuple[int, int],
+    cache: PlanCache,
+    residual: torch.Tensor | None,
+    relu: bool,
+    out: torch.Tensor,
+) -> None:
+    layout = plan_layout(ext, weight.shape[2:], geometry, tuple(x.shape), total_pad)
+    vector = [*geometry.stride, *geometry.padding, *geometry.dilation, layout.ho, layout.wo, layout.hq, layout.wq,
+              layout.phases, layout.lanes, layout.shifts, layout.copy, ROWS_PER_TASK, tile_floats(ext),
+              torch.get_num_threads()]
+    ext.sparse_conv_out(
+        x.float(),
+        *cache.get(ext, weight, geometry, layout),
+        weight.values,
+        _EMPTY if bias is None else bias,
+        _EMPTY if residual is None else residual.float(),
+        out,
+        vector,
+        relu,
+    )
 
 
 _EMPTY = torch.empty(0)
@@ -155,21 +260,9 @@ def sparse_conv2d(
 
     ``residual`` must have the output's shape (broadcasting residuals are added by the caller).
     """
-    n, channels, h, w = x.shape
-    vector, plane = _plan(weight, geometry, (h, w), total_pad)
-    if channels * vector[10] * (plane[0] * plane[1]) + plane[1] >= 2**31:
-        raise ValueError(f"sparse conv input of {channels} x {h} x {w} is too large for int32 offsets")
-    out = torch.empty((n, weight.shape[0], vector[6], vector[7]), dtype=torch.float32)
-    ext.sparse_conv_out(
-        x.float(),
-        *cache.get(ext, weight, geometry, plane),
-        weight.values,
-        _EMPTY if bias is None else bias,
-        _EMPTY if residual is None else residual.float(),
-        out,
-        vector,
-        relu,
-    )
+    ho, wo = geometry.output_size(tuple(x.shape[2:]), weight.shape[2:], total_pad)
+    out = torch.empty((x.shape[0], weight.shape[0], ho, wo), dtype=torch.float32)
+    _run(ext, x, weight, bias, geometry, total_pad, cache, residual, relu, out)
     return out
 
 
@@ -184,23 +277,15 @@ def sparse_linear(
 ) -> torch.Tensor:
     """``relu?(x @ W.T + bias + residual)`` for ``x`` of shape ``[..., Din]``, skipping zeros.
 
-    The ``M`` rows of ``x`` are one 1 x M image with ``Din`` channels (strided views, no copy).
+    The ``M`` rows of ``x`` are one 1 x M image with ``Din`` channels: the kernel reads
+    ``x.T`` and writes ``y.T`` contiguously. The result is returned as a transposed view,
+    so a following sparse linear layer reads it without a copy.
     """
-    d_in, d_out = weight.shape[1], weight.shape[0]
+    d_out, d_in = weight.shape[0], weight.shape[1]
     rows = x.reshape(-1, d_in)
-    image = rows.t().unsqueeze(0).unsqueeze(2)  # [1, Din, 1, M]
-    out = torch.empty((rows.shape[0], d_out), dtype=torch.float32)
+    columns = rows.t().float().contiguous()  # [Din, M]; free if x came from this function
+    out = torch.empty((d_out, rows.shape[0]), dtype=torch.float32)
     res = None if residual is None else residual.reshape(-1, d_out).t().unsqueeze(0).unsqueeze(2)
-    geometry = ConvGeometry()
-    vector, plane = _plan(weight, geometry, (1, rows.shape[0]), (0, 0))
-    ext.sparse_conv_out(
-        image.float(),
-        *cache.get(ext, weight, geometry, plane),
-        weight.values,
-        _EMPTY if bias is None else bias,
-        _EMPTY if res is None else res.float(),
-        out.t().unsqueeze(0).unsqueeze(2),
-        vector,
-        relu,
-    )
-    return out.reshape(*x.shape[:-1], d_out)
+    image = columns.unsqueeze(0).unsqueeze(2)  # [1, Din, 1, M]
+    _run(ext, image, weight, bias, ConvGeometry(), (0, 0), cache, res, relu, out.unsqueeze(0).unsqueeze(2))
+    return out.t().reshape(*x.shape[:-1], d_out)

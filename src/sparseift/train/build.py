@@ -158,14 +158,17 @@ def build_sparsifier(
 
 
 def restore_model(checkpoint: Mapping[str, Any]) -> tuple[nn.Module, RunConfig]:
-    """Rebuild a trained model, masks included, from a checkpoint written by the trainer.
+    """Rebuild a trained model (eval mode), masks included, from a checkpoint written by the trainer.
 
     The architecture comes from the checkpoint's config and example-input shape (Sparse
     Wide needs a forward pass); no data is read.
     """
+    missing = [key for key in ("config", "example", "model", "sparse_targets") if key not in checkpoint]
+    if missing:
+        raise ValueError(f"not a checkpoint written by `sparseift train`: it lacks {', '.join(map(repr, missing))}")
     config = config_from_dict(checkpoint["config"])
     example = checkpoint["example"]
     run = build_run_model(config, torch.zeros(example["shape"], dtype=getattr(torch, example["dtype"])))
     sp.attach_masks(run.model, checkpoint["sparse_targets"])
     run.model.load_state_dict(checkpoint["model"])
-    return run.model, config
+    return run.model.eval(), config

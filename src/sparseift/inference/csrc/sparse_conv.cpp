@@ -1,29 +1,42 @@
 // Sparse-weight x dense-activation kernels of sparseift.inference.
 //
 // One kernel covers Conv2d (any kernel, stride, padding, dilation, groups) and Linear.
-// The input of one image is first rewritten into a "phase" layout
-//     xt[c, p, a, b] = xpad[c, a * sh + rh, b * sw + rw],  p = rh * sw + rw,
-// a zero-padded, stride-split copy with Hq x Wq planes. In it every weight tap
-// (c, kh, kw) of output position (oh, ow) reads xt at a fixed offset from q = oh * Wq + ow:
-//     offset = ((c * P + p) * Hq + (kh * dh) / sh) * Wq + (kw * dw) / sw.
+// The input is first rewritten into a "phase" layout, one buffer per group of L images:
+//     xt[k][c, p, a, b, l] = xpad[n0 + l, c, a * sh + rh, (b + k) * sw + rw],  p = rh * sw + rw,
+// a zero-padded, stride-split copy with Hq x Wq planes (row pitch Wq), L image lanes
+// (L = 1, or L = the vector width when the batch is large) and S shifted copies k
+// (S = 1, or 1 + the largest horizontal tap offset, so that every load is aligned).
+// In it, weight tap (c, kh, kw) of output position (oh, ow), lane l, is read at a fixed
+// offset from q = (oh * Wq + ow) * L + l:
+//     offset = k * copy + (((c * P + p) * Hq + ah) * Wq + aw - k) * L,
+//     ah = (kh * dh) / sh,  aw = (kw * dw) / sw,  k = aw if S > 1 else 0.
 // A conv is then a sparse matrix (CSR over output channels; column = offset) times
 // contiguous runs of q:  y[co, q] = sum_j val_j * xt[off_j + q].
 // Each task keeps a tile of TILE = NV * VW consecutive q in vector registers, broadcasts
-// one non-zero at a time and FMAs a contiguous load: zeros are never touched. Columns
-// q with (q mod Wq) >= Wo are computed and dropped. The epilogue adds bias and an
-// optional residual, applies ReLU and stores into any output strides.
-// A Linear layer is the same kernel on a 1 x M "image" with Din channels.
+// one non-zero at a time and FMAs a contiguous load: zeros are never touched. Input
+// channels are processed in blocks whose slice of xt stays in L1 (partial sums of the task's
+// rows stay in an L1 buffer). Columns with ow >= Wo and lanes past the batch are computed
+// and dropped. The epilogue adds bias and an optional residual, applies ReLU and stores into
+// any output strides. A Linear layer is the same kernel on a 1 x M "image" with Din channels.
 //
 // Vector width follows the compiler's target (-march=native): 16 floats with AVX-512,
-// 8 with AVX/AVX2, 4 otherwise. Threads: at::parallel_for over (image, q tile, row chunk).
+// 8 with AVX/AVX2, 4 otherwise. Threads: torch.get_num_threads() std::threads share the
+// (lane group, q tile, row chunk) tasks dynamically.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+
+#include <atomic>
+#include <thread>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <vector>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -36,7 +49,6 @@ constexpr int VW = 4;
 #endif
 constexpr int MAX_NV = (VW == 16) ? 8 : 4;  // accumulator vectors per tile (register budget)
 constexpr int64_t TILE = MAX_NV * VW;
-constexpr int64_t ROWS = 32;  // output rows per task: their partial sums stay in L1
 
 typedef float vec __attribute__((vector_size(VW * sizeof(float))));
 typedef float vec_u __attribute__((vector_size(VW * sizeof(float)), aligned(sizeof(float))));
@@ -45,7 +57,23 @@ struct Geometry {
   int64_t sh, sw, ph, pw, dh, dw;  // stride, padding, dilation
   int64_t ho, wo;                  // output size
   int64_t hq, wq, phases;          // phase-layout plane size and number of planes per channel
+  int64_t lanes, shifts, copy;     // images per buffer, shifted copies, floats per copy
+  int64_t rows;                    // output channels per task (their partial sums stay in cache)
+  int64_t tile;                    // output positions per task, a multiple of VW, at most TILE
+  int64_t threads;                 // worker threads (torch.get_num_threads())
 };
+
+inline vec broadcast(float v) {
+#if defined(__AVX512F__)
+  return reinterpret_cast<vec>(_mm512_set1_ps(v));
+#elif defined(__AVX__)
+  return reinterpret_cast<vec>(_mm256_set1_ps(v));
+#else
+  vec w;
+  for (int k = 0; k < VW; ++k) w[k] = v;
+  return w;
+#endif
+}
 
 // y[q0 .. q0 + NV*VW) of one output row: sum over the row's non-zeros.
 template <int NV>
@@ -56,7 +84,7 @@ void row_tile(const float* __restrict xt, const int32_t* __restrict off, const f
   for (int k = 0; k < NV; ++k) acc[k] = accumulate ? *reinterpret_cast<const vec_u*>(out + k * VW) : vec{};
   for (int64_t j = begin; j < end; ++j) {
     const float* p = xt + off[j];
-    const vec w = vec{} + val[j];
+    const vec w = broadcast(val[j]);
     for (int k = 0; k < NV; ++k) acc[k] += w * *reinterpret_cast<const vec_u*>(p + k * VW);
   }
   for (int k = 0; k < NV; ++k) *reinterpret_cast<vec_u*>(out + k * VW) = acc[k];
@@ -69,6 +97,27 @@ constexpr std::array<TileFn, sizeof...(NV)> make_tiles(std::integer_sequence<int
   return {&row_tile<NV + 1>...};
 }
 const auto TILES = make_tiles(std::make_integer_sequence<int, MAX_NV>{});
+
+// f(begin, end) over [0, n) on `threads` threads, chunks handed out dynamically.
+// Plain std::thread: an extension built with -fopenmp links the system OpenMP runtime, not the
+// one bundled with torch, and at::parallel_for regions compiled into it ran on one thread.
+template <class F>
+void parallel_tasks(int64_t threads_wanted, int64_t n, const F& f) {
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(threads_wanted, n));
+  if (threads == 1) {
+    if (n > 0) f(0, n);
+    return;
+  }
+  const int64_t step = std::max<int64_t>(1, n / (threads * 16));
+  std::atomic<int64_t> next{0};
+  auto worker = [&]() {
+    for (int64_t begin = next.fetch_add(step); begin < n; begin = next.fetch_add(step)) f(begin, std::min(n, begin + step));
+  };
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& thread : pool) thread.join();
+}
 
 // out[i * os] = relu?(tile[i] + bias + res[i * rs]) for i < len.
 inline void epilogue(const float* __restrict tile, float bias, const float* __restrict res, int64_t rs,
@@ -85,34 +134,36 @@ inline void epilogue(const float* __restrict tile, float bias, const float* __re
   for (int64_t i = 0; i < len; ++i) out[i * os] = std::max(tile[i] + bias + (res ? res[i * rs] : 0.0f), floor);
 }
 
-// Copy image n of x (any strides) into the zero-padded phase layout.
-void to_phase_layout(const float* x, const int64_t* xs, int64_t channels, int64_t h, int64_t w,
-                     const Geometry& g, float* xt) {
-  const int64_t plane = g.hq * g.wq;
-  for (int64_t c = 0; c < channels; ++c) {
+// Write channel c of images n0 .. n0 + L (any strides; zeros past the batch) into copy 0 of
+// the phase layout at `dst` (the channel's P planes).
+void to_phase_layout(const float* x, const int64_t* xs, int64_t n_img, int64_t n0, int64_t c, int64_t h,
+                     int64_t w, const Geometry& g, float* dst) {
+  const int64_t plane = g.hq * g.wq * g.lanes;
+  for (int64_t lane = 0; lane < g.lanes; ++lane) {
+    const bool valid = n0 + lane < n_img;
+    const float* img = x + (n0 + lane) * xs[0] + c * xs[1];
     for (int64_t rh = 0; rh < g.sh; ++rh) {
       for (int64_t rw = 0; rw < g.sw; ++rw) {
-        float* dst = xt + (c * g.phases + rh * g.sw + rw) * plane;
+        float* phase = dst + (rh * g.sw + rw) * plane + lane;
+        // Columns b with 0 <= b * sw + rw - pw < w hold input values, the rest are zero.
+        const int64_t lo = std::min(g.wq, std::max<int64_t>(0, (g.pw - rw + g.sw - 1) / g.sw));
+        const int64_t last = w - 1 + g.pw - rw;  // b * sw <= last
+        const int64_t hi = last < 0 ? lo : std::max(lo, std::min(g.wq, last / g.sw + 1));
         for (int64_t a = 0; a < g.hq; ++a) {
           const int64_t ih = a * g.sh + rh - g.ph;
-          float* row = dst + a * g.wq;
-          if (ih < 0 || ih >= h) {
-            std::memset(row, 0, sizeof(float) * g.wq);
+          float* row = phase + a * g.wq * g.lanes;
+          if (!valid || ih < 0 || ih >= h) {
+            for (int64_t b = 0; b < g.wq; ++b) row[b * g.lanes] = 0.0f;
             continue;
           }
-          const float* src = x + c * xs[0] + ih * xs[1];
-          // Columns b with 0 <= b * sw + rw - pw < w are copied, the rest are zero.
-          const int64_t lo = std::min(g.wq, std::max<int64_t>(0, (g.pw - rw + g.sw - 1) / g.sw));
-          const int64_t last = w - 1 + g.pw - rw;  // b * sw <= last
-          const int64_t hi = last < 0 ? lo : std::max(lo, std::min(g.wq, last / g.sw + 1));
-          std::fill(row, row + lo, 0.0f);
-          std::fill(row + hi, row + g.wq, 0.0f);
-          const float* first = src + (lo * g.sw + rw - g.pw) * xs[2];
-          if (g.sw == 1 && xs[2] == 1) {
+          const float* first = img + ih * xs[2] + (lo * g.sw + rw - g.pw) * xs[3];
+          for (int64_t b = 0; b < lo; ++b) row[b * g.lanes] = 0.0f;
+          for (int64_t b = hi; b < g.wq; ++b) row[b * g.lanes] = 0.0f;
+          if (g.lanes == 1 && g.sw == 1 && xs[3] == 1) {
             std::memcpy(row + lo, first, sizeof(float) * (hi - lo));
           } else {
-            const int64_t step = g.sw * xs[2];
-            for (int64_t b = lo; b < hi; ++b) row[b] = first[(b - lo) * step];
+            const int64_t step = g.sw * xs[3];
+            for (int64_t b = lo; b < hi; ++b) row[b * g.lanes] = first[(b - lo) * step];
           }
         }
       }
@@ -125,8 +176,11 @@ void to_phase_layout(const float* x, const int64_t* xs, int64_t channels, int64_
 // y = act(sparse_conv(x) + bias + residual), written into `out`.
 //   x: [N, C, H, W] float32, any strides.  block_ptr: [Cout, B + 1] int64, the non-zeros of
 //   row co and input-channel block b are [block_ptr[co, b], block_ptr[co, b + 1]) (CSR
-//   split by channel blocks).  offsets: [nnz] int32 (phase-layout offsets, see top).  values: [nnz] float32.  bias: [Cout] or empty.
-//   residual: same shape as out or empty.  out: [N, Cout, Ho, Wo] float32, any strides.
+//   split by channel blocks).  offsets: [nnz] int32 (phase-layout offsets, see top).
+//   values: [nnz] float32.  bias: [Cout] or empty.  residual: out's shape or empty.
+//   out: [N, Cout, Ho, Wo] float32, any strides.  geometry: sh, sw, ph, pw, dh, dw, ho, wo,
+//   hq, wq, phases, lanes, shifts, copy, rows, tile, threads (see top and Geometry; computed by
+//   sparseift/inference/kernels.py).
 void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, const torch::Tensor& offsets,
                      const torch::Tensor& values, const torch::Tensor& bias, const torch::Tensor& residual,
                      torch::Tensor& out, std::vector<int64_t> geometry, bool relu) {
@@ -136,32 +190,52 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
                   offsets.scalar_type() == torch::kInt && values.scalar_type() == torch::kFloat &&
                   block_ptr.is_contiguous() && offsets.is_contiguous() && values.is_contiguous(),
               "block_ptr (int64 [Cout, blocks + 1]), offsets (int32) and values (float32) must be contiguous");
-  TORCH_CHECK(geometry.size() == 11, "geometry must hold sh, sw, ph, pw, dh, dw, ho, wo, hq, wq, phases");
-  const Geometry g{geometry[0], geometry[1], geometry[2], geometry[3], geometry[4], geometry[5],
-                   geometry[6],  geometry[7], geometry[8], geometry[9], geometry[10]};
+  TORCH_CHECK(geometry.size() == 17, "geometry must hold 17 values (see sparse_conv.cpp)");
+  const Geometry g{geometry[0],  geometry[1],  geometry[2],  geometry[3],  geometry[4],  geometry[5],
+                   geometry[6],  geometry[7],  geometry[8],  geometry[9],  geometry[10], geometry[11],
+                   geometry[12], geometry[13], geometry[14], geometry[15], geometry[16]};
+  TORCH_CHECK(g.rows >= 1, "rows per task must be >= 1");
+  TORCH_CHECK(g.tile >= VW && g.tile <= TILE && g.tile % VW == 0 && g.tile % g.lanes == 0,
+              "tile must be a multiple of the vector width and of lanes, at most tile_width()");
+  const int64_t tile_len = g.tile;
   const int64_t n_img = x.size(0), channels = x.size(1), h = x.size(2), w = x.size(3);
   const int64_t cout = block_ptr.size(0);
   TORCH_CHECK(out.size(0) == n_img && out.size(1) == cout && out.size(2) == g.ho && out.size(3) == g.wo,
               "out has the wrong shape");
+  TORCH_CHECK(g.lanes >= 1 && g.shifts >= 1, "lanes and shifts must be >= 1");
+  const int64_t channel_elems = g.phases * g.hq * g.wq * g.lanes;
+  const int64_t used = channels * channel_elems;
+  // Taps read at most (wq - wo) columns right of their output: that, plus a tile, is the slack.
+  TORCH_CHECK(g.copy >= used + (g.wq - g.wo + 1) * g.lanes + TILE && g.copy % VW == 0,
+              "copy stride too small for the slack reads");
   const bool has_bias = bias.numel() > 0, has_res = residual.numel() > 0;
   if (has_res) TORCH_CHECK(residual.sizes() == out.sizes() && residual.scalar_type() == torch::kFloat,
                            "residual must match out");
 
-  const int64_t plane_elems = channels * g.phases * g.hq * g.wq;
-  const int64_t q_total = g.ho * g.wq;
-  const int64_t xt_elems = plane_elems + g.wq + TILE;  // slack: tiles may read past the last plane
-  auto xt = torch::empty({n_img, xt_elems}, x.options().memory_format(torch::MemoryFormat::Contiguous));
+  const int64_t n_groups = (n_img + g.lanes - 1) / g.lanes;
+  const int64_t group_elems = g.shifts * g.copy;
+  auto xt = torch::empty({n_groups, group_elems}, x.options().memory_format(torch::MemoryFormat::Contiguous));
   float* xt_base = xt.data_ptr<float>();
   const float* x_base = x.data_ptr<float>();
-  const int64_t xs[3] = {x.stride(1), x.stride(2), x.stride(3)};
-  at::parallel_for(0, n_img * channels, 1, [&](int64_t begin, int64_t end) {
+  const int64_t xs[4] = {x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
+  parallel_tasks(g.threads, n_groups * channels, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const int64_t n = i / channels, c = i % channels;
-      float* dst = xt_base + n * xt_elems + c * g.phases * g.hq * g.wq;
-      to_phase_layout(x_base + n * x.stride(0) + c * xs[0], xs, 1, h, w, g, dst);
-      if (c == channels - 1) std::memset(xt_base + n * xt_elems + plane_elems, 0, sizeof(float) * (g.wq + TILE));
+      const int64_t grp = i / channels, c = i % channels;
+      float* copy0 = xt_base + grp * group_elems;
+      to_phase_layout(x_base, xs, n_img, grp * g.lanes, c, h, w, g, copy0 + c * channel_elems);
+      if (c == channels - 1) std::fill(copy0 + used, copy0 + g.copy, 0.0f);
     }
   });
+  if (g.shifts > 1) {  // copy k = copy 0 shifted left by k floats
+    parallel_tasks(g.threads, n_groups * (g.shifts - 1), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t grp = i / (g.shifts - 1), k = i % (g.shifts - 1) + 1;
+        float* copy0 = xt_base + grp * group_elems;
+        std::memcpy(copy0 + k * g.copy, copy0 + k, sizeof(float) * (g.copy - k));
+        std::fill(copy0 + (k + 1) * g.copy - k, copy0 + (k + 1) * g.copy, 0.0f);
+      }
+    });
+  }
 
   const int32_t* off = offsets.data_ptr<int32_t>();
   const float* val = values.data_ptr<float>();
@@ -172,43 +246,57 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
   int64_t rs[4] = {0, 0, 0, 0};
   if (has_res) for (int d = 0; d < 4; ++d) rs[d] = residual.stride(d);
 
-  const int64_t n_qt = (q_total + TILE - 1) / TILE;
-  const int64_t outer = n_img * n_qt;
-  const int64_t n_chunks = (cout + ROWS - 1) / ROWS;
+  const int64_t q_total = g.ho * g.wq * g.lanes;
+  const int64_t n_qt = (q_total + tile_len - 1) / tile_len;
+  const int64_t outer = n_groups * n_qt;
+  const int64_t rows = std::min(g.rows, cout);
+  const int64_t n_chunks = (cout + rows - 1) / rows;
   const int64_t n_blocks = block_ptr.size(1) - 1;
   const int64_t* bp = block_ptr.data_ptr<int64_t>();
 
-  at::parallel_for(0, outer * n_chunks, 1, [&](int64_t begin, int64_t end) {
-    alignas(64) float acc[ROWS * TILE];
+  parallel_tasks(g.threads, outer * n_chunks, [&](int64_t begin, int64_t end) {
+    std::vector<float> acc_buffer(rows * tile_len + VW);
+    float* acc = acc_buffer.data() + (VW - reinterpret_cast<uintptr_t>(acc_buffer.data()) / sizeof(float) % VW) % VW;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t chunk = task % n_chunks, nq = task / n_chunks;
-      const int64_t n = nq / n_qt, q0 = (nq % n_qt) * TILE;
-      const int64_t q_len = std::min(TILE, q_total - q0);
+      const int64_t chunk = task % n_chunks, gq = task / n_chunks;
+      const int64_t grp = gq / n_qt, q0 = (gq % n_qt) * tile_len;
+      const int64_t q_len = std::min(tile_len, q_total - q0);
       const TileFn fn = TILES[(q_len + VW - 1) / VW - 1];
-      const float* xt_img = xt_base + n * xt_elems + q0;
-      const int64_t co0 = chunk * ROWS, co1 = std::min(cout, co0 + ROWS);
+      const float* xt_tile = xt_base + grp * group_elems + q0;
+      const int64_t co0 = chunk * rows, co1 = std::min(cout, co0 + rows);
       // Channel blocks outermost: one block's slice of xt stays in L1 while every row of the
       // chunk uses it; partial sums live in `acc`.
       for (int64_t blk = 0; blk < n_blocks; ++blk) {
         for (int64_t co = co0; co < co1; ++co) {
           const int64_t* ptr = bp + co * (n_blocks + 1) + blk;
-          fn(xt_img, off, val, ptr[0], ptr[1], acc + (co - co0) * TILE, blk > 0);
+          fn(xt_tile, off, val, ptr[0], ptr[1], acc + (co - co0) * tile_len, blk > 0);
         }
       }
+      const int64_t n0 = grp * g.lanes, valid_lanes = std::min(g.lanes, n_img - n0);
       for (int64_t co = co0; co < co1; ++co) {
-        const float* tile = acc + (co - co0) * TILE;
+        const float* tile = acc + (co - co0) * tile_len;
         const float bias_co = b ? b[co] : 0.0f;
-        float* y_co = y + n * os[0] + co * os[1];
-        const float* r_co = res ? res + n * rs[0] + co * rs[1] : nullptr;
-        // Epilogue, one output row segment at a time (drop columns ow >= wo).
-        for (int64_t q = q0; q < q0 + q_len;) {
-          const int64_t oh = q / g.wq, ow = q - oh * g.wq;
-          const int64_t len = std::min(q0 + q_len, oh * g.wq + g.wo) - q;
-          if (len > 0) {
-            epilogue(tile + (q - q0), bias_co, r_co ? r_co + oh * rs[2] + ow * rs[3] : nullptr, rs[3],
-                     y_co + oh * os[2] + ow * os[3], os[3], len, relu);
+        float* y_co = y + n0 * os[0] + co * os[1];
+        const float* r_co = res ? res + n0 * rs[0] + co * rs[1] : nullptr;
+        if (g.lanes == 1) {
+          // One output row segment at a time (drop columns ow >= wo).
+          for (int64_t q = q0; q < q0 + q_len;) {
+            const int64_t oh = q / g.wq, ow = q - oh * g.wq;
+            const int64_t len = std::min(q0 + q_len, oh * g.wq + g.wo) - q;
+            if (len > 0) {
+              epilogue(tile + (q - q0), bias_co, r_co ? r_co + oh * rs[2] + ow * rs[3] : nullptr, rs[3],
+                       y_co + oh * os[2] + ow * os[3], os[3], len, relu);
+            }
+            q = (oh + 1) * g.wq;
           }
-          q = (oh + 1) * g.wq;
+          continue;
+        }
+        // One output position (all lanes = images) at a time.
+        for (int64_t pos = q0 / g.lanes; pos < (q0 + q_len) / g.lanes; ++pos) {
+          const int64_t oh = pos / g.wq, ow = pos - oh * g.wq;
+          if (ow >= g.wo) continue;
+          epilogue(tile + pos * g.lanes - q0, bias_co, r_co ? r_co + oh * rs[2] + ow * rs[3] : nullptr, rs[0],
+                   y_co + oh * os[2] + ow * os[3], os[0], valid_lanes, relu);
         }
       }
     }
@@ -218,7 +306,7 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
 // The vector width in floats this build uses (16: AVX-512, 8: AVX/AVX2, 4: other).
 int64_t vector_width() { return VW; }
 
-// The number of output positions one task keeps in registers.
+// The most output positions one task keeps in registers.
 int64_t tile_width() { return TILE; }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

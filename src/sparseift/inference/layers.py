@@ -1,0 +1,175 @@
+"""One inference layer: a Conv2d or Linear with folded BatchNorm, fused residual add and ReLU,
+run by the sparse kernels or by PyTorch's dense ops, and the rule that picks between them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparseift.inference._ext import kernels
+from sparseift.inference.kernels import ConvGeometry, PlanCache, pack_weight, sparse_conv2d, sparse_linear
+from sparseift.transforms.layers import DenseLayer
+
+__all__ = ["Path", "LayerPlan", "MAX_DENSITY", "choose_path", "unsupported_reason", "InferenceLayer"]
+
+Path = Literal["sparse", "dense"]
+
+MAX_DENSITY: dict[str, float] = {"conv": 0.3, "pointwise": 0.2, "linear": 0.15}
+"""Highest density at which a layer takes the sparse path without measuring, per shape class
+(``conv``: kernels larger than 1x1; ``pointwise``: 1x1 convs; ``linear``). Measured on a
+2-core AVX-512 Xeon (``compile(..., tune=True)`` on Sparse Wide ResNet-18): at batch 1 the
+sparse kernel wins up to density ~0.5 (PyTorch's dense conv is slow there), at batch 16-64
+the crossover is ~0.25 for 3x3 convs; 1x1 convs and linear layers have less work per loaded
+input value, so their crossover is lower. Depthwise convs stay dense.
+``compile(..., tune=True)`` replaces this rule by timing both paths on real inputs."""
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Which path one layer of the compiled model takes, and why.
+
+    ``name`` is the layer's name in the source model; ``fused`` lists the operations folded
+    into it (``"batchnorm"``, ``"add"``, ``"relu"``).
+    """
+
+    name: str
+    kind: str
+    weight_shape: tuple[int, ...]
+    density: float
+    path: Path
+    reason: str
+    fused: tuple[str, ...] = ()
+
+
+def _shape_class(layer: DenseLayer) -> str:
+    if layer.kind == "linear":
+        return "linear"
+    return "pointwise" if layer.kernel_size == (1, 1) else "conv"
+
+
+def unsupported_reason(layer: DenseLayer, kernels: bool) -> str | None:
+    """Why ``layer`` cannot take the sparse path, or ``None`` if it can."""
+    if not kernels:
+        return "sparse kernels unavailable"
+    if layer.is_depthwise:
+        return "depthwise conv"
+    if layer.padding_mode != "zeros":
+        return f"padding_mode={layer.padding_mode!r}"
+    return None
+
+
+def choose_path(layer: DenseLayer, density: float, kernels: bool, max_density: dict[str, float] | None = None) -> tuple[Path, str]:
+    """``("sparse" | "dense", reason)`` for a layer of ``density`` (fraction of non-zeros).
+
+    Sparse iff the kernels are built, the layer is supported (zero padding, not depthwise)
+    and ``density <= max_density[shape class]`` (default :data:`MAX_DENSITY`).
+    """
+    limits = MAX_DENSITY if max_density is None else max_density
+    reason = unsupported_reason(layer, kernels)
+    if reason is not None:
+        return "dense", reason
+    shape = _shape_class(layer)
+    if density > limits[shape]:
+        return "dense", f"density {density:.3f} > {limits[shape]:.3f} ({shape})"
+    return "sparse", f"density {density:.3f} <= {limits[shape]:.3f} ({shape})"
+
+
+def _padding(layer: DenseLayer) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(top/left padding, total padding per axis)`` of a conv; string paddings resolved."""
+    if layer.padding == "valid":
+        return (0, 0), (0, 0)
+    if layer.padding == "same":
+        total = tuple(d * (k - 1) for d, k in zip(layer.dilation, layer.kernel_size))
+        return (total[0] // 2, total[1] // 2), total  # type: ignore[return-value]
+    ph, pw = layer.padding
+    return (ph, pw), (2 * ph, 2 * pw)
+
+
+class InferenceLayer(nn.Module):
+    """``relu?(layer(x) + residual)`` with the layer's (BatchNorm-folded) weight.
+
+    ``forward(x, residual=None)``; a residual whose shape differs from the output is
+    broadcast-added by PyTorch. The weight is stored once, in the format of its path; the
+    kernels are the process-wide build (:func:`sparseift.inference._ext.kernels`), so a
+    compiled model can be copied and pickled.
+    """
+
+    def __init__(
+        self, plan: LayerPlan, layer: DenseLayer, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False
+    ) -> None:
+        super().__init__()
+        unsupported = unsupported_reason(layer, kernels() is not None) if plan.path == "sparse" else None
+        if unsupported is not None:
+            raise ValueError(f"layer {plan.name!r} cannot take path='sparse': {unsupported}")
+        self.plan = plan
+        self.layer = layer
+        self.relu = relu
+        pad, self._total_pad = _padding(layer)
+        self._geometry = ConvGeometry(layer.stride, pad, layer.dilation)
+        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
+        if plan.path == "sparse":
+            self._csr = pack_weight(weight, layer.groups)
+            self._cache = PlanCache()
+            self.register_buffer("weight", None)
+        else:
+            self.register_buffer("weight", weight.detach().float().contiguous())
+
+    def dense_weight(self) -> torch.Tensor:
+        """The layer's (folded) weight as a dense tensor, whichever path holds it."""
+        return self.weight if self.plan.path == "dense" else self._csr.to_dense().reshape(self.plan.weight_shape)
+
+    def with_path(self, path: Path, reason: str) -> InferenceLayer:
+        """The same layer (fusions included) on ``path``."""
+        plan = replace(self.plan, path=path, reason=reason)
+        return InferenceLayer(plan, self.layer, self.dense_weight(), self.bias, self.relu)
+
+    def fuse(self, op: Literal["add", "relu"]) -> None:
+        """Record that a following residual add or ReLU now runs inside this layer."""
+        if op == "relu":
+            self.relu = True
+        self.plan = replace(self.plan, fused=(*self.plan.fused, op))
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        if self.plan.path == "dense":
+            return self._finish(self._dense(x), residual)
+        if residual is not None and tuple(residual.shape) != self._out_shape(x):
+            return self._finish(self._sparse(x, None, False), residual)
+        return self._sparse(x, residual, self.relu)
+
+    def _finish(self, out: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        if residual is not None:
+            out = out + residual
+        return torch.relu_(out) if self.relu else out
+
+    def _dense(self, x: torch.Tensor) -> torch.Tensor:
+        layer = self.layer
+        if layer.kind == "linear":
+            return F.linear(x, self.weight, self.bias)
+        if layer.padding_mode != "zeros":
+            (top, left), (total_h, total_w) = self._geometry.padding, self._total_pad
+            x = F.pad(x, (left, total_w - left, top, total_h - top), mode=layer.padding_mode)
+            padding: str | tuple[int, int] = (0, 0)
+        else:
+            padding = layer.padding if isinstance(layer.padding, str) else self._geometry.padding
+        return F.conv2d(x, self.weight, self.bias, layer.stride, padding, layer.dilation, layer.groups)
+
+    def _sparse(self, x: torch.Tensor, residual: torch.Tensor | None, relu: bool) -> torch.Tensor:
+        ext = kernels()
+        if self.layer.kind == "linear":
+            return sparse_linear(ext, x, self._csr, self.bias, self._cache, residual, relu)
+        return sparse_conv2d(ext, x, self._csr, self.bias, self._geometry, self._total_pad, self._cache, residual, relu)
+
+    def _out_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        if self.layer.kind == "linear":
+            return (*x.shape[:-1], self.layer.out_channels)
+        ho, wo = self._geometry.output_size(tuple(x.shape[2:]), self.layer.kernel_size, self._total_pad)
+        return (x.shape[0], self.layer.out_channels, ho, wo)
+
+    def extra_repr(self) -> str:
+        p = self.plan
+        fused = f", fused={'+'.join(p.fused)}" if p.fused else ""
+        return f"{p.name!r}, {p.kind} {list(p.weight_shape)}, density={p.density:.3f}, path={p.path}{fused}"
