@@ -90,7 +90,7 @@ def results_table(results: Sequence[VariantResult]) -> tuple[list[str], list[lis
             r.nonzero_parameters,
             f"{r.training_macs:.4g}",
             r.training_macs / dense.training_macs,
-            round(r.wall_time, 1),
+            f"{r.wall_time:.1f}",
         ]
         for r in results
     ]
