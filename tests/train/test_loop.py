@@ -140,3 +140,13 @@ def test_spectral_metrics_are_recorded_at_each_evaluation(tiny_config: dict) -> 
     rows = [json.loads(line) for line in (trainer.out_dir / "spectral.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(row["kind"] == "spectral" for row in rows)
     assert all("val_accuracy" in row["metrics"] and row["delta_r"] is not None for row in rows)
+
+
+def test_sparse_baseline_keeps_the_dense_width_and_skips_calibration(tiny_config: dict) -> None:
+    tiny_config["transform"] = {"family": "sparse", "sparsity": 0.75}
+    trainer = _trainer(tiny_config)
+    trainer.fit()
+    assert trainer.model is trainer.run.dense
+    assert set(trainer.sparsifier.targets.values()) == {0.75}
+    assert "0.weight" not in trainer.sparsifier.targets and "11.weight" not in trainer.sparsifier.targets
+    assert trainer.forward_sparse < 0.5 * trainer.forward_dense

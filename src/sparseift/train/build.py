@@ -21,6 +21,7 @@ from sparseift.models import build_model
 from sparseift.models.init import kaiming_init, param_groups, zero_init_last_bn
 from sparseift.models.registry import model_spec
 from sparseift.transforms import transform
+from sparseift.transforms.api import is_excluded
 from sparseift.train.config import DataConfig, OptimConfig, RunConfig, config_from_dict
 
 __all__ = [
@@ -80,6 +81,9 @@ def build_run_model(config: RunConfig, example: torch.Tensor) -> RunModel:
     t = config.transform
     if t.family == "dense":
         return RunModel(dense, dense, {})
+    if t.family == "sparse":
+        names = [n for n in sp.default_sparse_params(dense, example) if not is_excluded(n.rpartition(".")[0], t.exclude)]
+        return RunModel(dense, dense, dict.fromkeys(names, t.sparsity))
     result = transform(
         dense,
         t.family,
@@ -135,7 +139,8 @@ def build_sparsifier(
     if not run.sparse_params:
         return None
     s = config.sparsity
-    budget = sp.FlopBudget.iso_flop(run.model, run.dense, example) if config.transform.iso_flop else None
+    iso_flop = config.transform.iso_flop and config.transform.family != "sparse"
+    budget = sp.FlopBudget.iso_flop(run.model, run.dense, example) if iso_flop else None
     common: dict[str, Any] = {"distribution": s.distribution, "flop_budget": budget, "seed": s.seed}
     params: dict[str, float] | list[str] = run.sparse_params
     if s.distribution != "uniform" or s.structure is not None:

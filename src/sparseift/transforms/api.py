@@ -17,7 +17,7 @@ from sparseift.transforms.layerwise import build_layerwise
 from sparseift.transforms.nonlinearity import Nonlinearity
 from sparseift.transforms.wide import widen
 
-__all__ = ["FAMILIES", "Family", "LayerReport", "Transformed", "first_and_last", "transform"]
+__all__ = ["is_excluded", "FAMILIES", "Family", "LayerReport", "Transformed", "first_and_last", "transform"]
 
 Family = Literal["wide", "parallel", "factorized", "doped"]
 FAMILIES: tuple[str, ...] = ("wide", "parallel", "factorized", "doped")
@@ -78,7 +78,8 @@ def first_and_last(model: nn.Module, example_inputs: ExampleInputs | None = None
     return (candidates[0], candidates[-1]) if candidates else (None, None)
 
 
-def _excluded(name: str, patterns: Sequence[str]) -> bool:
+def is_excluded(name: str, patterns: Sequence[str]) -> bool:
+    """Whether module ``name`` or one of its ancestors matches a glob of ``patterns``."""
     parts = name.split(".")
     prefixes = [".".join(parts[: i + 1]) for i in range(len(parts))]
     return any(fnmatch.fnmatchcase(prefix, pattern) for prefix in prefixes for pattern in patterns)
@@ -97,7 +98,7 @@ _UNSUPPORTED = (nn.modules.conv._ConvNd, nn.MultiheadAttention, nn.Bilinear, nn.
 def _check_supported_layers(model: nn.Module, family: str, patterns: Sequence[str]) -> None:
     """Layers with FLOPs that no family rule covers must be excluded explicitly."""
     for name, module in model.named_modules():
-        if isinstance(module, _UNSUPPORTED) and describe(module) is None and not _excluded(name, patterns):
+        if isinstance(module, _UNSUPPORTED) and describe(module) is None and not is_excluded(name, patterns):
             raise TypeError(
                 f"family {family!r} cannot transform module {name!r} ({type(module).__name__}): supported "
                 "layers are nn.Linear, nn.Conv2d and Hugging Face Conv1D; add it to exclude=[...] "
@@ -110,7 +111,7 @@ def _role(name: str, first: str | None, last: str | None, patterns: Sequence[str
         return "first"
     if name == last:
         return "last"
-    if _excluded(name, patterns):
+    if is_excluded(name, patterns):
         return "excluded"
     return "sparse"
 
