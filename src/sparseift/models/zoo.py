@@ -19,7 +19,6 @@ Its relative position table fixes the input size: ``image_size`` is a builder ar
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import torch
