@@ -45,7 +45,9 @@ from sparseift.inference import compile, export_onnx  # noqa: E402
 from sparseift.inference._ext import cpu_features, kernels  # noqa: E402
 from sparseift.models import build_model  # noqa: E402
 
-RUNTIMES = ("eager", "onnxruntime", "deepsparse", "sparseift")
+RUNTIMES = ("eager", "onnxruntime", "deepsparse", "sparseift", "sparseift-nchw")
+"""``sparseift-nchw``: sparseift tuned without the channels-last dense path (``tune_paths=
+("sparse", "dense")``), to measure that path's gain side by side; off unless asked for."""
 
 _DEEPSPARSE_RUN = r"""
 import json, sys, time
@@ -150,6 +152,9 @@ def resnet_cells(args: argparse.Namespace, tmp: Path, ds: DeepSparse | None) -> 
             if args.verbose:
                 print(fast.summary(), flush=True)
             cell = Cell("ResNet-18", sparsity, batch)
+            if "sparseift-nchw" in args.runtimes:
+                nchw = compile(model, example_inputs=x, tune=args.tune, tune_paths=("sparse", "dense"))
+                cell.runs["sparseift-nchw"] = timed(lambda f=nchw, x=x: f(x))
             with torch.no_grad():
                 if "eager" in args.runtimes:
                     cell.runs["eager"] = timed(lambda m=model, x=x: m(x))
@@ -210,7 +215,9 @@ def table(cells: list[Cell]) -> str:
     for c in cells:
         if c.sparsity == 0:
             best_dense[(c.label, c.batch)] = min(c.median_ms(n) for n in c.times)
+    nchw = "sparseift-nchw" in names
     head = ["model", "batch", "s", *[f"{n} ms" for n in names], "sparseift / best dense", "sparseift / deepsparse"]
+    head += ["sparseift / sparseift-nchw"] if nchw else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in cells:
         ms = {n: c.median_ms(n) for n in names}
@@ -219,6 +226,8 @@ def table(cells: list[Cell]) -> str:
         vs_ref = f"{ours / ref:.2f}x" if ref else "-"
         vs_ds = f"{ours / ms['deepsparse']:.2f}x" if ms.get("deepsparse") else "-"
         row = [c.label, str(c.batch), f"{c.sparsity:g}", *[f"{ms[n]:.1f}" if ms[n] else "-" for n in names], vs_ref, vs_ds]
+        if nchw:
+            row.append(f"{ours / ms['sparseift-nchw']:.2f}x" if ms["sparseift-nchw"] else "-")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -263,7 +272,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=15, help="timed rounds at small batch")
     parser.add_argument("--reps-large", type=int, default=3, help="timed rounds at batch >= 16")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES)
+    parser.add_argument("--runtimes", nargs="+", default=[r for r in RUNTIMES if r != "sparseift-nchw"], choices=RUNTIMES)
     parser.add_argument("--deepsparse-python", default=os.environ.get("SPARSEIFT_DEEPSPARSE_PYTHON"),
                         help="python of a separate venv with deepsparse==1.8.0 (or $SPARSEIFT_DEEPSPARSE_PYTHON)")
     parser.add_argument("--no-gpt", action="store_true", help="skip the GPT model")

@@ -176,7 +176,11 @@ def test_tune_times_both_paths_and_compiled_models_copy(ext):
     model = randomise(result.model, result.sparse_params, masks=False)
     compiled = compile(model, example_inputs=x, tune=True)
     tuned = [p for p in compiled.plans if p.reason.startswith("measured")]
-    assert tuned and all(p.reason.count("ms") == 2 for p in tuned)
+    # sparse, dense and dense_cl for convs; the depthwise conv: dense, dense_cl; linear: sparse, dense
+    expected = {p.name: 2 if p.kind == "linear" or p.name == "depthwise" else 3 for p in compiled.plans}
+    assert tuned and all(p.reason.count("ms") == expected[p.name] for p in tuned)
+    two_paths = compile(model, example_inputs=x, tune=True, tune_paths=("sparse", "dense"))
+    assert all(p.path != "dense_cl" for p in two_paths.plans)
     copied = copy.deepcopy(compiled)
     assert torch.equal(copied(x), compiled(x))
     with pytest.raises(ValueError, match="tune=True needs example_inputs"):

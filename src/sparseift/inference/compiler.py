@@ -23,7 +23,7 @@ from torch import fx, nn
 
 from sparseift._model_io import ExampleInputs, call_model
 from sparseift.inference import _ext
-from sparseift.inference.layers import InferenceLayer, LayerPlan, choose_path, unsupported_reason
+from sparseift.inference.layers import PATHS, InferenceLayer, LayerPlan, Path, choose_path, path_unsupported
 from sparseift.transforms.layers import describe, dense_weight
 
 __all__ = ["CompiledModel", "compile", "apply_masks", "max_relative_error", "MASK_SUFFIX"]
@@ -199,6 +199,7 @@ def compile(  # noqa: A001  (mirrors torch.compile)
     max_density: dict[str, float] | None = None,
     use_kernels: bool = True,
     tune: bool = False,
+    tune_paths: tuple[Path, ...] = PATHS,
     rtol: float = 1e-4,
 ) -> CompiledModel:
     """Compile a trained sparse model for CPU inference (float32).
@@ -216,9 +217,11 @@ def compile(  # noqa: A001  (mirrors torch.compile)
         max_density: per shape class (``"conv"``, ``"pointwise"``, ``"linear"``), the
             highest density that still takes the sparse path.
         use_kernels: ``False`` runs every layer densely (fusions still apply).
-        tune: time both paths of every supported layer on its input from ``example_inputs``
-            (required) and keep the faster; the reason then gives both times. Inputs of
-            the batch size you will serve give the most faithful choice.
+        tune: time every path of ``tune_paths`` that a layer supports on its input from
+            ``example_inputs`` (required) and keep the fastest; the reason then gives the
+            times. Inputs of the batch size you will serve give the most faithful choice.
+        tune_paths: the paths ``tune`` chooses from (default all of
+            :data:`~sparseift.inference.layers.PATHS`, incl. channels-last dense convs).
         rtol: tolerance of the check against eager, ``max|y - y_eager| / max|y_eager|``.
     """
     if not isinstance(model, nn.Module):
@@ -242,8 +245,11 @@ def compile(  # noqa: A001  (mirrors torch.compile)
     else:
         _replace_layers(graph_module, builder)
     compiled = CompiledModel(graph_module, traced).eval()
-    if tune and builder.kernels:
-        _tune(compiled, example_inputs)
+    if tune:
+        unknown_paths = set(tune_paths) - set(PATHS)
+        if unknown_paths:
+            raise ValueError(f"tune_paths must be among {PATHS}; got {sorted(unknown_paths)}")
+        _tune(compiled, example_inputs, tuple(tune_paths), builder.kernels)
     if example_inputs is not None:
         _check(model, compiled, example_inputs, rtol)
     return compiled
@@ -259,8 +265,8 @@ def _best_seconds(layer: InferenceLayer, args: tuple, repeats: int = 3) -> float
     return min(times)
 
 
-def _tune(compiled: CompiledModel, example_inputs: ExampleInputs) -> None:
-    """Give every supported layer the path that runs faster on its input from ``example_inputs``."""
+def _tune(compiled: CompiledModel, example_inputs: ExampleInputs, paths: tuple[Path, ...], kernels: bool) -> None:
+    """Give every layer the path of ``paths`` that runs fastest on its input from ``example_inputs``."""
     inputs: dict[str, tuple] = {}
 
     def capture(module: InferenceLayer, args: tuple) -> None:
@@ -276,13 +282,13 @@ def _tune(compiled: CompiledModel, example_inputs: ExampleInputs) -> None:
     with torch.no_grad():
         for name, layer in layers.items():
             args = inputs.get(layer.plan.name)
-            if args is None or unsupported_reason(layer.layer, True) is not None:
+            candidates = [p for p in paths if path_unsupported(layer.layer, p, kernels) is None]
+            if args is None or len(candidates) < 2:
                 continue
-            other = layer.with_path("dense" if layer.plan.path == "sparse" else "sparse", "")
-            timed = {layer.plan.path: _best_seconds(layer, args), other.plan.path: _best_seconds(other, args)}
+            timed = {p: _best_seconds(layer if p == layer.plan.path else layer.with_path(p, ""), args) for p in candidates}
             winner = min(timed, key=timed.get)
-            reason = f"measured sparse {1e3 * timed['sparse']:.2f} ms vs dense {1e3 * timed['dense']:.2f} ms"
-            chosen = (layer if winner == layer.plan.path else other).with_path(winner, reason)
+            reason = "measured " + " vs ".join(f"{p} {1e3 * t:.2f} ms" for p, t in timed.items())
+            chosen = layer.with_path(winner, reason)
             parent, _, child = name.rpartition(".")
             setattr(compiled.module.get_submodule(parent), child, chosen)
 

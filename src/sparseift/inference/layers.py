@@ -14,9 +14,14 @@ from sparseift.inference._ext import kernels
 from sparseift.inference.kernels import ConvGeometry, PlanCache, pack_weight, sparse_conv2d, sparse_linear
 from sparseift.transforms.layers import DenseLayer
 
-__all__ = ["Path", "LayerPlan", "MAX_DENSITY", "choose_path", "unsupported_reason", "InferenceLayer"]
+__all__ = ["Path", "PATHS", "LayerPlan", "MAX_DENSITY", "choose_path", "path_unsupported", "unsupported_reason", "InferenceLayer"]
 
-Path = Literal["sparse", "dense"]
+Path = Literal["sparse", "dense", "dense_cl"]
+"""``sparse``: our kernels; ``dense``: PyTorch's conv/linear on NCHW; ``dense_cl``: PyTorch's
+conv with input and weight in ``torch.channels_last`` (oneDNN's NHWC kernels; convs only)."""
+
+PATHS: tuple[Path, ...] = ("sparse", "dense", "dense_cl")
+"""Every path, in the order ``compile(..., tune=True)`` times them."""
 
 MAX_DENSITY: dict[str, float] = {"conv": 0.3, "pointwise": 0.2, "linear": 0.15}
 """Highest density at which a layer takes the sparse path without measuring, per shape class
@@ -62,6 +67,15 @@ def unsupported_reason(layer: DenseLayer, kernels: bool) -> str | None:
     return None
 
 
+def path_unsupported(layer: DenseLayer, path: Path, kernels: bool) -> str | None:
+    """Why ``layer`` cannot take ``path``, or ``None`` if it can."""
+    if path == "sparse":
+        return unsupported_reason(layer, kernels)
+    if path == "dense_cl" and layer.kind == "linear":
+        return "channels-last applies to convs only"
+    return None
+
+
 def choose_path(layer: DenseLayer, density: float, kernels: bool, max_density: dict[str, float] | None = None) -> tuple[Path, str]:
     """``("sparse" | "dense", reason)`` for a layer of ``density`` (fraction of non-zeros).
 
@@ -102,9 +116,9 @@ class InferenceLayer(nn.Module):
         self, plan: LayerPlan, layer: DenseLayer, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False
     ) -> None:
         super().__init__()
-        unsupported = unsupported_reason(layer, kernels() is not None) if plan.path == "sparse" else None
+        unsupported = path_unsupported(layer, plan.path, kernels() is not None)
         if unsupported is not None:
-            raise ValueError(f"layer {plan.name!r} cannot take path='sparse': {unsupported}")
+            raise ValueError(f"layer {plan.name!r} cannot take path={plan.path!r}: {unsupported}")
         self.plan = plan
         self.layer = layer
         self.relu = relu
@@ -116,11 +130,12 @@ class InferenceLayer(nn.Module):
             self._cache = PlanCache()
             self.register_buffer("weight", None)
         else:
-            self.register_buffer("weight", weight.detach().float().contiguous())
+            layout = torch.channels_last if plan.path == "dense_cl" else torch.contiguous_format
+            self.register_buffer("weight", weight.detach().float().contiguous(memory_format=layout))
 
     def dense_weight(self) -> torch.Tensor:
         """The layer's (folded) weight as a dense tensor, whichever path holds it."""
-        return self.weight if self.plan.path == "dense" else self._csr.to_dense().reshape(self.plan.weight_shape)
+        return self.weight if self.plan.path != "sparse" else self._csr.to_dense().reshape(self.plan.weight_shape)
 
     def with_path(self, path: Path, reason: str) -> InferenceLayer:
         """The same layer (fusions included) on ``path``."""
@@ -134,7 +149,7 @@ class InferenceLayer(nn.Module):
         self.plan = replace(self.plan, fused=(*self.plan.fused, op))
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        if self.plan.path == "dense":
+        if self.plan.path != "sparse":
             return self._finish(self._dense(x), residual)
         if residual is not None and tuple(residual.shape) != self._out_shape(x):
             return self._finish(self._sparse(x, None, False), residual)
@@ -149,6 +164,8 @@ class InferenceLayer(nn.Module):
         layer = self.layer
         if layer.kind == "linear":
             return F.linear(x, self.weight, self.bias)
+        if self.plan.path == "dense_cl":
+            x = x.contiguous(memory_format=torch.channels_last)  # no copy if already NHWC
         if layer.padding_mode != "zeros":
             (top, left), (total_h, total_w) = self._geometry.padding, self._total_pad
             x = F.pad(x, (left, total_w - left, top, total_h - top), mode=layer.padding_mode)
