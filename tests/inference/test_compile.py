@@ -131,7 +131,7 @@ def test_unsupported_layers_and_untraceable_models_run_dense(ext):
     compiled = compile(model, example_inputs=x)
     assert not compiled.traced
     plans = {p.name: p for p in compiled.plans}
-    assert plans["reflect"].path == "dense" and "padding_mode" in plans["reflect"].reason
+    assert plans["reflect"].path == "dense_cl" and "padding_mode" in plans["reflect"].reason
     assert plans["fc"].path == "sparse"
     assert "conv1d" not in plans  # left to PyTorch untouched
     assert max_relative_error(compiled(x), _eager(model, x)) <= RTOL
@@ -142,7 +142,11 @@ def test_dense_path_without_kernels_matches_eager():
     result = sparseift.transform(SmallNet(), "doped", 0.75, example_inputs=x)
     model = randomise(result.model, result.sparse_params, masks=True)
     compiled = compile(model, example_inputs=x, use_kernels=False)
-    assert all(p.path == "dense" and p.reason == "sparse kernels unavailable" for p in compiled.plans)
+    assert all(p.reason == "sparse kernels unavailable" for p in compiled.plans)
+    # without measuring: channels-last for convs, NCHW for depthwise convs and linear layers
+    layers = [m for m in compiled.module.modules() if isinstance(m, InferenceLayer)]
+    expected = ["dense" if m.layer.is_depthwise or m.layer.kind == "linear" else "dense_cl" for m in layers]
+    assert [m.plan.path for m in layers] == expected and {"dense", "dense_cl"} <= set(expected)
 
 
 def test_kernel_build_failure_falls_back(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ fusion, a per-layer sparse-or-dense decision, and ONNX export.
 
 from sparseift.inference.compiler import CompiledModel, apply_masks, compile, max_relative_error
 from sparseift.inference.layers import MAX_DENSITY, InferenceLayer, LayerPlan, choose_path
+from sparseift.inference.memory import cached_bytes, pooled_buffers, release_buffers
 from sparseift.inference.onnx_export import export_onnx
 
 __all__ = [
@@ -21,4 +22,7 @@ __all__ = [
     "apply_masks",
     "max_relative_error",
     "export_onnx",
+    "pooled_buffers",
+    "release_buffers",
+    "cached_bytes",
 ]

@@ -23,6 +23,7 @@ import torch
 __all__ = ["SOURCE", "cache_dir", "cpu_features", "build_kernels", "kernels"]
 
 SOURCE = Path(__file__).with_name("csrc") / "sparse_conv.cpp"
+HEADERS = tuple(sorted(SOURCE.parent.glob("*.h")))
 CFLAGS = ("-O3", "-march=native", "-ffp-contract=fast")
 LDFLAGS = ("-pthread",)
 _FEATURES = ("avx512f", "avx512bw", "avx512vl", "avx2", "fma", "avx", "sse4_2", "neon", "asimd")
@@ -52,7 +53,7 @@ def cpu_features() -> tuple[str, ...]:
 
 def _build_key() -> str:
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), torch.__version__.encode(), " ".join(CFLAGS).encode(),
+    for part in (SOURCE.read_bytes(), *(h.read_bytes() for h in HEADERS), torch.__version__.encode(), " ".join(CFLAGS).encode(),
                  " ".join(cpu_features()).encode(), platform.machine().encode()):
         digest.update(part)
     return digest.hexdigest()[:16]

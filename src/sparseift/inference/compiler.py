@@ -23,6 +23,7 @@ from torch import fx, nn
 
 from sparseift._model_io import ExampleInputs, call_model
 from sparseift.inference import _ext
+from sparseift.inference.memory import pooled_buffers
 from sparseift.inference.layers import PATHS, InferenceLayer, LayerPlan, Path, choose_path, path_unsupported
 from sparseift.transforms.layers import describe, dense_weight
 
@@ -37,6 +38,8 @@ _RELUS = (torch.relu, torch.relu_, F.relu)
 
 class CompiledModel(nn.Module):
     """A compiled model: call it like the source model (no autograd).
+
+    It runs with the caching buffer pool of :mod:`sparseift.inference.memory` installed.
 
     ``plans`` says, for every Conv2d/Linear of the source, the path it takes and what was
     fused into it; :meth:`summary` prints them as a table.
@@ -65,7 +68,7 @@ class CompiledModel(nn.Module):
         return "\n".join([*lines, f"{sparse}/{len(self.plans)} layers sparse ({mode})"])
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        with torch.no_grad():
+        with torch.no_grad(), pooled_buffers():
             return self.module(*args, **kwargs)
 
 

@@ -24,7 +24,8 @@
 // (lane group, q tile, row chunk) tasks dynamically.
 
 #include <torch/extension.h>
-#include <ATen/Parallel.h>
+
+#include "buffer_pool.h"
 
 #include <atomic>
 #include <thread>
@@ -313,4 +314,18 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sparse_conv_out", &sparse_conv_out, "sparse conv/linear with fused bias, residual and ReLU");
   m.def("vector_width", &vector_width, "floats per SIMD vector of this build");
   m.def("tile_width", &tile_width, "output positions per register tile");
+  m.def("pool_install", [] { return sparseift::BufferPool::instance().install(); },
+        "make the caching buffer pool PyTorch's CPU allocator (nested calls count)");
+  m.def("pool_uninstall", [] { sparseift::BufferPool::instance().uninstall(); }, "undo one pool_install");
+  m.def("pool_release", [] { return sparseift::BufferPool::instance().release(); },
+        "free the pool's cached blocks; returns the bytes freed");
+  m.def("pool_cached_bytes", [] { return sparseift::BufferPool::instance().cached_bytes(); },
+        "bytes held in the pool's free lists");
+  m.def("pool_install", [] { return sparseift::BufferPool::instance().install(); },
+        "make the caching buffer pool PyTorch's CPU allocator (nested calls count)");
+  m.def("pool_uninstall", [] { sparseift::BufferPool::instance().uninstall(); }, "undo one pool_install");
+  m.def("pool_release", [] { return sparseift::BufferPool::instance().release(); },
+        "free the pool's cached blocks; returns the bytes freed");
+  m.def("pool_cached_bytes", [] { return sparseift::BufferPool::instance().cached_bytes(); },
+        "bytes held in the pool's free lists");
 }
