@@ -8,12 +8,15 @@ import torch.nn.functional as F
 
 from sparseift.inference.kernels import (
     L1_BUDGET,
+    ROWS_PER_TASK,
+    TASKS_PER_THREAD,
     ConvGeometry,
     Layout,
     PlanCache,
     block_channels,
     pack_weight,
     plan_layout,
+    rows_per_task,
     sparse_conv2d,
     sparse_linear,
 )
@@ -186,3 +189,17 @@ def test_threads_give_the_same_result(ext):
         assert torch.equal(_conv(ext, x, w, None, 1, 1, 1, 1), one)
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("batch, ho, wq, lanes, cout", [(64, 56, 58, 16, 202), (1, 7, 16, 1, 1619), (1, 1, 1, 1, 3), (1, 56, 64, 1, 700)])
+def test_rows_per_task_balances_threads(batch, ho, wq, lanes, cout):
+    layout = Layout(ho, ho, ho + 2, wq, 1, lanes, 1, 0)
+    tile, threads = 256, 2
+    rows = rows_per_task(layout, batch, cout, tile, threads)
+    tiles = -(-batch // lanes) * -(-(ho * wq * lanes) // tile)
+    chunks = -(-cout // rows)
+    assert 1 <= rows <= min(ROWS_PER_TASK, cout)
+    # enough tasks for every thread, unless there are fewer output channels than that needs
+    assert tiles * chunks >= min(TASKS_PER_THREAD * threads, tiles * cout)
+    # and no more row chunks than the cache limit or the balance needs
+    assert chunks <= max(-(-cout // ROWS_PER_TASK), -(-TASKS_PER_THREAD * threads // tiles))

@@ -29,6 +29,7 @@ __all__ = [
     "block_channels",
     "pack_weight",
     "plan_layout",
+    "rows_per_task",
     "sparse_conv2d",
     "sparse_linear",
 ]
@@ -131,11 +132,15 @@ def pack_weight(weight: torch.Tensor, groups: int = 1) -> CsrWeight:
 L1_BUDGET = 48 * 1024
 """Bytes of one channel block's input slice that should stay in L1 while a task uses it."""
 
-TILE_FLOATS = 128
+TILE_FLOATS = 256
 """Output positions (x lanes) one task keeps in registers (capped by the build's ``tile_width()``)."""
 
-ROWS_PER_TASK = 32
-"""Output channels per task: their partial sums stay in cache while the task's input slice is swept."""
+ROWS_PER_TASK = 256
+"""Most output channels per task: their partial sums (256 x 1 KiB) stay in L2 while the task's
+input slice is swept block by block from L1 (fewer rows re-read the slice more often)."""
+
+TASKS_PER_THREAD = 4
+"""At least this many tasks per thread where the output allows, so that threads stay balanced."""
 
 MAX_PITCH_GROWTH = 1.8
 """Largest factor by which rounding the row pitch up for aligned loads may grow the work
@@ -194,6 +199,14 @@ def block_channels(tile: int, layout: Layout, geometry: ConvGeometry, kernel: tu
     return max(1, L1_BUDGET // (4 * layout.phases * rows * width * layout.shifts))
 
 
+def rows_per_task(layout: Layout, batch: int, cout: int, tile: int, threads: int) -> int:
+    """Output channels per task: :data:`ROWS_PER_TASK`, fewer when the (image group, q tile)
+    tasks alone would give fewer than :data:`TASKS_PER_THREAD` tasks per thread."""
+    tiles = -(-batch // layout.lanes) * -(-(layout.ho * layout.wq * layout.lanes) // tile)
+    chunks = max(1, -(-TASKS_PER_THREAD * threads // tiles))
+    return max(1, min(ROWS_PER_TASK, -(-cout // chunks)))
+
+
 def tile_floats(ext: ModuleType) -> int:
     """Floats of q per task: :data:`TILE_FLOATS` rounded to the vector width, within the build's limit."""
     vector = ext.vector_width()
@@ -227,9 +240,10 @@ def _run(
     out: torch.Tensor,
 ) -> None:
     layout = plan_layout(ext, weight.shape[2:], geometry, tuple(x.shape), total_pad)
+    tile, threads = tile_floats(ext), torch.get_num_threads()
+    rows = rows_per_task(layout, x.shape[0], weight.shape[0], tile, threads)
     vector = [*geometry.stride, *geometry.padding, *geometry.dilation, layout.ho, layout.wo, layout.hq, layout.wq,
-              layout.phases, layout.lanes, layout.shifts, layout.copy, ROWS_PER_TASK, tile_floats(ext),
-              torch.get_num_threads()]
+              layout.phases, layout.lanes, layout.shifts, layout.copy, rows, tile, threads]
     ext.sparse_conv_out(
         x.float(),
         *cache.get(ext, weight, geometry, layout),

@@ -17,7 +17,8 @@
 // channels are processed in blocks whose slice of xt stays in L1 (partial sums of the task's
 // rows stay in an L1 buffer). Columns with ow >= Wo and lanes past the batch are computed
 // and dropped. The epilogue adds bias and an optional residual, applies ReLU and stores into
-// any output strides. A Linear layer is the same kernel on a 1 x M "image" with Din channels.
+// any output strides (with image lanes and AVX-512: one image's row segment at a time, gathered
+// from the tile, so that the stores are contiguous). A Linear layer is the same kernel on a 1 x M "image" with Din channels.
 //
 // Vector width follows the compiler's target (-march=native): 16 floats with AVX-512,
 // 8 with AVX/AVX2, 4 otherwise. Threads: torch.get_num_threads() std::threads share the
@@ -48,7 +49,7 @@ constexpr int VW = 8;
 #else
 constexpr int VW = 4;
 #endif
-constexpr int MAX_NV = (VW == 16) ? 8 : 4;  // accumulator vectors per tile (register budget)
+constexpr int MAX_NV = (VW == 16) ? 16 : 4;  // accumulator vectors per tile (16 of the 32 zmm registers)
 constexpr int64_t TILE = MAX_NV * VW;
 
 typedef float vec __attribute__((vector_size(VW * sizeof(float))));
@@ -134,6 +135,22 @@ inline void epilogue(const float* __restrict tile, float bias, const float* __re
   }
   for (int64_t i = 0; i < len; ++i) out[i * os] = std::max(tile[i] + bias + (res ? res[i * rs] : 0.0f), floor);
 }
+
+#if defined(__AVX512F__)
+// out[i] = relu?(tile[i * VW] + bias + res[i]) for i < len <= VW: one lane (image) of a
+// lane-interleaved tile gathered into a contiguous output row segment.
+inline void epilogue_lane(const float* __restrict tile, float bias, const float* __restrict res,
+                          float* __restrict out, int64_t len, bool relu) {
+  const __mmask16 mask = static_cast<__mmask16>((1u << len) - 1);
+  const __m512i index = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(VW));
+  __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, index, tile, 4);
+  v = _mm512_add_ps(v, _mm512_set1_ps(bias));
+  if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, res));
+  if (relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+  _mm512_mask_storeu_ps(out, mask, v);
+}
+#endif
 
 // Write channel c of images n0 .. n0 + L (any strides; zeros past the batch) into copy 0 of
 // the phase layout at `dst` (the channel's P planes).
@@ -292,6 +309,27 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
           }
           continue;
         }
+#if defined(__AVX512F__)
+        // Lanes are images: one image at a time, each output row segment gathered from the
+        // tile and stored contiguously.
+        if (g.lanes == VW && os[3] == 1 && (!res || rs[3] == 1)) {
+          const int64_t p_begin = q0 / VW, p_end = (q0 + q_len) / VW;
+          for (int64_t lane = 0; lane < valid_lanes; ++lane) {
+            for (int64_t pos = p_begin; pos < p_end;) {
+              const int64_t oh = pos / g.wq, ow = pos - oh * g.wq;
+              const int64_t len = std::min({p_end, oh * g.wq + g.wo, pos + VW}) - pos;
+              if (len > 0) {
+                epilogue_lane(tile + pos * VW - q0 + lane, bias_co,
+                              r_co ? r_co + lane * rs[0] + oh * rs[2] + ow : nullptr,
+                              y_co + lane * os[0] + oh * os[2] + ow, len, relu);
+                pos += len;
+              }
+              if (len <= 0 || pos - oh * g.wq >= g.wo) pos = (oh + 1) * g.wq;
+            }
+          }
+          continue;
+        }
+#endif
         // One output position (all lanes = images) at a time.
         for (int64_t pos = q0 / g.lanes; pos < (q0 + q_len) / g.lanes; ++pos) {
           const int64_t oh = pos / g.wq, ow = pos - oh * g.wq;
