@@ -3,7 +3,7 @@
 Sparse Wide ResNet-18 (uniform random masks, random BatchNorm statistics) at
 s = 0 / 0.5 / 0.75 / 0.9, batch 1 and 64 at 224x224, and a small Sparse Wide GPT at
 batch 1 and 16 x 128 tokens, all float32 on ``--threads`` threads. sparseift compiles each
-model per batch size with ``tune=True`` (both paths of every layer timed on that batch).
+model per batch size with ``tune=True`` (every path of every layer timed on that batch).
 
 Runtimes are timed in interleaved rounds (one run of each per round) so that load from
 other processes hits them alike, with spin-waiting of idle threads off (OpenMP

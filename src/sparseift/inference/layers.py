@@ -30,7 +30,7 @@ MAX_DENSITY: dict[str, float] = {"conv": 0.3, "pointwise": 0.2, "linear": 0.15}
 sparse kernel wins up to density ~0.5 (PyTorch's dense conv is slow there), at batch 16-64
 the crossover is ~0.25 for 3x3 convs; 1x1 convs and linear layers have less work per loaded
 input value, so their crossover is lower. Depthwise convs stay dense.
-``compile(..., tune=True)`` replaces this rule by timing both paths on real inputs."""
+``compile(..., tune=True)`` replaces this rule by timing every path on real inputs."""
 
 
 @dataclass(frozen=True)

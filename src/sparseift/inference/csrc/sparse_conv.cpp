@@ -359,11 +359,4 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "free the pool's cached blocks; returns the bytes freed");
   m.def("pool_cached_bytes", [] { return sparseift::BufferPool::instance().cached_bytes(); },
         "bytes held in the pool's free lists");
-  m.def("pool_install", [] { return sparseift::BufferPool::instance().install(); },
-        "make the caching buffer pool PyTorch's CPU allocator (nested calls count)");
-  m.def("pool_uninstall", [] { sparseift::BufferPool::instance().uninstall(); }, "undo one pool_install");
-  m.def("pool_release", [] { return sparseift::BufferPool::instance().release(); },
-        "free the pool's cached blocks; returns the bytes freed");
-  m.def("pool_cached_bytes", [] { return sparseift::BufferPool::instance().cached_bytes(); },
-        "bytes held in the pool's free lists");
 }
