@@ -6,9 +6,10 @@ batch 1 and 16 x 128 tokens, all float32 on ``--threads`` threads. sparseift com
 model per batch size with ``tune=True`` (every path of every layer timed on that batch).
 
 Runtimes are timed in interleaved rounds (one run of each per round) so that load from
-other processes hits them alike, with spin-waiting of idle threads off (OpenMP
-``PASSIVE``, ONNX Runtime ``allow_spinning=0``) so that one runtime's idle threads never
-steal the next one's cores. DeepSparse, whose idle threads spin, runs right after each
+other processes hits them alike. ONNX Runtime runs with ``allow_spinning=0``; PyTorch's
+OpenMP threads keep their default (spin briefly, then sleep): ``--omp-passive`` makes them
+sleep at once, which costs PyTorch-based runtimes (eager and sparseift's dense layers) about
+50% at batch 1 on a 2-core machine (ResNet-18: 14 ms vs 22 ms). DeepSparse, whose idle threads spin, runs right after each
 cell's rounds in its own process. The table shows median ms per batch and the ratio to the
 fastest dense (s = 0) model of any runtime at the same batch.
 
@@ -36,7 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads sleep: runtimes take turns on shared cores
+if "--omp-passive" in sys.argv:  # must precede the first OpenMP region, hence before torch
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -280,6 +282,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="choose sparse/dense per layer by the density rule instead of timing both "
                         "paths on an input of the benchmarked batch size")
     parser.add_argument("--verbose", action="store_true", help="print each compiled model's layer plan")
+    parser.add_argument("--omp-passive", action="store_true",
+                        help="OMP_WAIT_POLICY=PASSIVE: PyTorch's idle OpenMP threads sleep at once")
     args = parser.parse_args(argv)
     if args.quick:
         args.sparsity, args.batch, args.gpt_batch, args.reps, args.reps_large = [0.0, 0.9], [1, 8], [1], 5, 2
