@@ -9,8 +9,9 @@ Runtimes are timed in interleaved rounds (one run of each per round) so that loa
 other processes hits them alike. ONNX Runtime runs with ``allow_spinning=0``; PyTorch's
 OpenMP threads keep their default (spin briefly, then sleep): ``--omp-passive`` makes them
 sleep at once, which costs PyTorch-based runtimes (eager and sparseift's dense layers) about
-50% at batch 1 on a 2-core machine (ResNet-18: 14 ms vs 22 ms). DeepSparse, whose idle threads spin, runs right after each
-cell's rounds in its own process. The table shows median ms per batch and the ratio to the
+50% at batch 1 on a 2-core machine (dense ResNet-18: 14 ms vs 22 ms) but spares the sparse
+kernels' threads their competition. DeepSparse, whose idle threads spin, runs right after
+each cell's rounds in its own process. The table shows median ms per batch and the ratio to the
 fastest dense (s = 0) model of any runtime at the same batch.
 
 DeepSparse is never a sparseift dependency: it runs in a separate Python given by

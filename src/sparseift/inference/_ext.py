@@ -53,7 +53,8 @@ def cpu_features() -> tuple[str, ...]:
 
 def _build_key() -> str:
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), *(h.read_bytes() for h in HEADERS), torch.__version__.encode(), " ".join(CFLAGS).encode(),
+    sources = (SOURCE.read_bytes(), *(header.read_bytes() for header in HEADERS))
+    for part in (*sources, torch.__version__.encode(), " ".join(CFLAGS).encode(),
                  " ".join(cpu_features()).encode(), platform.machine().encode()):
         digest.update(part)
     return digest.hexdigest()[:16]

@@ -23,8 +23,8 @@ from torch import fx, nn
 
 from sparseift._model_io import ExampleInputs, call_model
 from sparseift.inference import _ext
-from sparseift.inference.memory import pooled_buffers
 from sparseift.inference.layers import PATHS, InferenceLayer, LayerPlan, Path, choose_path, path_unsupported
+from sparseift.inference.memory import pooled_buffers
 from sparseift.transforms.layers import describe, dense_weight
 
 __all__ = ["CompiledModel", "compile", "apply_masks", "max_relative_error", "MASK_SUFFIX"]
@@ -282,7 +282,7 @@ def _tune(compiled: CompiledModel, example_inputs: ExampleInputs, paths: tuple[P
     finally:
         for handle in handles:
             handle.remove()
-    with torch.no_grad():
+    with torch.no_grad(), pooled_buffers():  # timed as the compiled model runs them
         for name, layer in layers.items():
             args = inputs.get(layer.plan.name)
             candidates = [p for p in paths if path_unsupported(layer.layer, p, kernels) is None]

@@ -317,14 +317,14 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
           for (int64_t lane = 0; lane < valid_lanes; ++lane) {
             for (int64_t pos = p_begin; pos < p_end;) {
               const int64_t oh = pos / g.wq, ow = pos - oh * g.wq;
-              const int64_t len = std::min({p_end, oh * g.wq + g.wo, pos + VW}) - pos;
-              if (len > 0) {
-                epilogue_lane(tile + pos * VW - q0 + lane, bias_co,
-                              r_co ? r_co + lane * rs[0] + oh * rs[2] + ow : nullptr,
-                              y_co + lane * os[0] + oh * os[2] + ow, len, relu);
-                pos += len;
+              const int64_t len = std::min<int64_t>({p_end - pos, g.wo - ow, VW});
+              if (len <= 0) {  // past the row's last output column: next row
+                pos = (oh + 1) * g.wq;
+                continue;
               }
-              if (len <= 0 || pos - oh * g.wq >= g.wo) pos = (oh + 1) * g.wq;
+              epilogue_lane(tile + pos * VW - q0 + lane, bias_co, r_co ? r_co + lane * rs[0] + oh * rs[2] + ow : nullptr,
+                            y_co + lane * os[0] + oh * os[2] + ow, len, relu);
+              pos += len;
             }
           }
           continue;
