@@ -23,6 +23,7 @@ from torch import fx, nn
 
 from sparseift._model_io import ExampleInputs, call_model
 from sparseift.inference import _ext
+from sparseift.inference.blocked import as_tensor
 from sparseift.inference.layers import PATHS, InferenceLayer, LayerPlan, Path, choose_path, path_unsupported
 from sparseift.inference.memory import pooled_buffers
 from sparseift.transforms.layers import describe, dense_weight
@@ -147,9 +148,36 @@ def _fuse_graph(gm: fx.GraphModule, builder: _Builder) -> None:
             fusible[node.args[0]].fuse("relu")
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
+    _plan_blocked(gm)
     graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
+
+
+def _plan_blocked(gm: fx.GraphModule) -> None:
+    """Let convs hand batch-blocked activations to the layers that read them.
+
+    Every conv gets ``blocked_halo`` = the widest halo its consuming layers need; every other
+    user (pooling, flatten, the graph output, ...) reads the conv's output through one
+    :func:`~sparseift.inference.blocked.as_tensor` node.
+    """
+    modules = dict(gm.named_modules())
+    layers = {n: modules[n.target] for n in gm.graph.nodes if n.op == "call_module" and isinstance(modules[n.target], InferenceLayer)}
+    for node, layer in layers.items():
+        if layer.layer.kind == "linear":
+            continue
+        halo = layer.blocked_halo or (0, 0)
+        for user in node.users:
+            if user in layers and user.args[0] is node:
+                need = layers[user].input_halo()
+                halo = (max(halo[0], need[0]), max(halo[1], need[1]))
+        layer.blocked_halo = halo
+        others = [user for user in node.users if user not in layers]
+        if others:
+            with gm.graph.inserting_after(node):
+                plain = gm.graph.call_function(as_tensor, (node,))
+            for user in others:
+                user.replace_input_with(node, plain)
 
 
 def _is_add(node: fx.Node) -> bool:

@@ -16,6 +16,7 @@ For each input shape a :class:`Layout` of the phase buffer is chosen (see
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -26,12 +27,15 @@ __all__ = [
     "CsrWeight",
     "Layout",
     "PlanCache",
+    "balanced_rows",
     "block_channels",
     "pack_weight",
+    "phase_plan",
     "plan_layout",
     "rows_per_task",
     "sparse_conv2d",
     "sparse_linear",
+    "tile_floats",
 ]
 
 
@@ -203,7 +207,13 @@ def rows_per_task(layout: Layout, batch: int, cout: int, tile: int, threads: int
     """Output channels per task: :data:`ROWS_PER_TASK`, fewer when the (image group, q tile)
     tasks alone would give fewer than :data:`TASKS_PER_THREAD` tasks per thread."""
     tiles = -(-batch // layout.lanes) * -(-(layout.ho * layout.wq * layout.lanes) // tile)
-    chunks = max(1, -(-TASKS_PER_THREAD * threads // tiles))
+    return balanced_rows(tiles, cout, threads)
+
+
+def balanced_rows(tiles: int, cout: int, threads: int) -> int:
+    """Output channels per task when ``tiles`` output tiles each split their ``cout`` rows into
+    chunks: :data:`ROWS_PER_TASK`, fewer where that leaves under :data:`TASKS_PER_THREAD` tasks per thread."""
+    chunks = max(1, -(-TASKS_PER_THREAD * threads // max(1, tiles)))
     return max(1, min(ROWS_PER_TASK, -(-cout // chunks)))
 
 
@@ -214,17 +224,23 @@ def tile_floats(ext: ModuleType) -> int:
 
 
 class PlanCache:
-    """Per input layout: offsets and channel-block pointers of one weight (cached)."""
+    """Per input layout (:class:`Layout` or a batch-blocked one): offsets and channel-block
+    pointers of one weight, built once."""
 
     def __init__(self) -> None:
-        self.by_layout: dict[Layout, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.by_layout: dict[Hashable, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def get(self, ext: ModuleType, weight: CsrWeight, geometry: ConvGeometry, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(block_ptr, offsets)`` of ``weight`` for ``layout``."""
+    def get(self, layout: Hashable, build: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(block_ptr, offsets)`` for ``layout``; ``build()`` makes them on the first call."""
         if layout not in self.by_layout:
-            block = block_channels(tile_floats(ext), layout, geometry, weight.shape[2:])
-            self.by_layout[layout] = (weight.block_ptr(block), weight.offsets(geometry, layout))
+            self.by_layout[layout] = build()
         return self.by_layout[layout]
+
+
+def phase_plan(ext: ModuleType, weight: CsrWeight, geometry: ConvGeometry, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(block_ptr, offsets)`` of ``weight`` read from the phase buffer of ``layout``."""
+    block = block_channels(tile_floats(ext), layout, geometry, weight.shape[2:])
+    return weight.block_ptr(block), weight.offsets(geometry, layout)
 
 
 def _run(
@@ -246,7 +262,7 @@ def _run(
               layout.phases, layout.lanes, layout.shifts, layout.copy, rows, tile, threads]
     ext.sparse_conv_out(
         x.float(),
-        *cache.get(ext, weight, geometry, layout),
+        *cache.get(layout, lambda: phase_plan(ext, weight, geometry, layout)),
         weight.values,
         _EMPTY if bias is None else bias,
         _EMPTY if residual is None else residual.float(),

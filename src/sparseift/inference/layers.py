@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparseift.inference._ext import kernels
+from sparseift.inference.blocked import MAX_COLUMN_STRIDE, Blocked, as_tensor, sparse_conv2d_blocked
 from sparseift.inference.kernels import ConvGeometry, PlanCache, pack_weight, sparse_conv2d, sparse_linear
 from sparseift.transforms.layers import DenseLayer
 
@@ -120,10 +121,16 @@ class InferenceLayer(nn.Module):
     compiled model can be copied and pickled.
     """
 
+    blocked_halo: tuple[int, int] | None
+    """Set by the compiler on convs of a traced graph: on the sparse path at a batch of at least
+    the vector width, emit :class:`~sparseift.inference.blocked.Blocked` activations with this
+    zero halo (the padding the consumers need). ``None``: always return plain tensors."""
+
     def __init__(
         self, plan: LayerPlan, layer: DenseLayer, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False
     ) -> None:
         super().__init__()
+        self.blocked_halo = None
         unsupported = path_unsupported(layer, plan.path, kernels() is not None)
         if unsupported is not None:
             raise ValueError(f"layer {plan.name!r} cannot take path={plan.path!r}: {unsupported}")
@@ -148,7 +155,16 @@ class InferenceLayer(nn.Module):
     def with_path(self, path: Path, reason: str) -> InferenceLayer:
         """The same layer (fusions included) on ``path``."""
         plan = replace(self.plan, path=path, reason=reason)
-        return InferenceLayer(plan, self.layer, self.dense_weight(), self.bias, self.relu)
+        layer = InferenceLayer(plan, self.layer, self.dense_weight(), self.bias, self.relu)
+        layer.blocked_halo = self.blocked_halo
+        return layer
+
+    def input_halo(self) -> tuple[int, int]:
+        """The zero halo this layer needs around a blocked input: its padding on the wider side, per axis."""
+        if self.layer.kind == "linear":
+            return (0, 0)
+        (top, left), (total_h, total_w) = self._geometry.padding, self._total_pad
+        return (max(top, total_h - top), max(left, total_w - left))
 
     def fuse(self, op: Literal["add", "relu"]) -> None:
         """Record that a following residual add or ReLU now runs inside this layer."""
@@ -156,7 +172,10 @@ class InferenceLayer(nn.Module):
             self.relu = True
         self.plan = replace(self.plan, fused=(*self.plan.fused, op))
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | Blocked, residual: torch.Tensor | Blocked | None = None) -> torch.Tensor | Blocked:
+        if self._runs_blocked(x):
+            return self._sparse_blocked(x, residual)
+        x, residual = as_tensor(x), as_tensor(residual)
         if self.plan.path != "sparse":
             return self._finish(self._dense(x), residual)
         if residual is not None and tuple(residual.shape) != self._out_shape(x):
@@ -188,7 +207,32 @@ class InferenceLayer(nn.Module):
             return sparse_linear(ext, x, self._csr, self.bias, self._cache, residual, relu)
         return sparse_conv2d(ext, x, self._csr, self.bias, self._geometry, self._total_pad, self._cache, residual, relu)
 
-    def _out_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+    def _runs_blocked(self, x: torch.Tensor | Blocked) -> bool:
+        """Blocked kernel iff sparse conv with a column stride it reads, and the input is blocked
+        with enough halo, or is a batch of at least the vector width and the compiler asked for blocked output."""
+        layer = self.layer
+        if self.plan.path != "sparse" or layer.kind == "linear" or layer.stride[1] > MAX_COLUMN_STRIDE:
+            return False
+        if isinstance(x, Blocked):
+            need = self.input_halo()
+            return x.halo[0] >= need[0] and x.halo[1] >= need[1]
+        return self.blocked_halo is not None and x.dim() == 4 and x.shape[0] >= kernels().vector_width()
+
+    def _sparse_blocked(self, x: torch.Tensor | Blocked, residual: torch.Tensor | Blocked | None) -> torch.Tensor | Blocked:
+        ext = kernels()
+        blocked = x if isinstance(x, Blocked) else Blocked.from_tensor(ext, x, self.input_halo())
+        broadcast = residual is not None and tuple(residual.shape) != self._out_shape(blocked)
+        if residual is not None and not broadcast and not isinstance(residual, Blocked):
+            residual = Blocked.from_tensor(ext, residual, (0, 0))
+        out = sparse_conv2d_blocked(
+            ext, blocked, self._csr, self.bias, self._geometry, self._total_pad, self._cache,
+            None if broadcast else residual, self.relu and not broadcast, self.blocked_halo or (0, 0),
+        )
+        if broadcast:
+            return self._finish(out.to_tensor(), as_tensor(residual))
+        return out if self.blocked_halo is not None else out.to_tensor()
+
+    def _out_shape(self, x: torch.Tensor | Blocked) -> tuple[int, ...]:
         if self.layer.kind == "linear":
             return (*x.shape[:-1], self.layer.out_channels)
         ho, wo = self._geometry.output_size(tuple(x.shape[2:]), self.layer.kernel_size, self._total_pad)

@@ -32,9 +32,11 @@
 #include <thread>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 #if defined(__AVX__)
 #include <immintrin.h>
@@ -49,7 +51,7 @@ constexpr int VW = 8;
 #else
 constexpr int VW = 4;
 #endif
-constexpr int MAX_NV = (VW == 16) ? 16 : 4;  // accumulator vectors per tile (16 of the 32 zmm registers)
+constexpr int MAX_NV = (VW == 16) ? 16 : 12;  // accumulator vectors per tile (of 32 zmm / 16 ymm registers)
 constexpr int64_t TILE = MAX_NV * VW;
 
 typedef float vec __attribute__((vector_size(VW * sizeof(float))));
@@ -77,8 +79,10 @@ inline vec broadcast(float v) {
 #endif
 }
 
-// y[q0 .. q0 + NV*VW) of one output row: sum over the row's non-zeros.
-template <int NV>
+// NV output vectors of one output row: acc[k] = sum over the row's non-zeros j of
+// val[j] * xt[off[j] + k * STEP * VW] (STEP = 1: consecutive vectors; 2: a stride-2 conv
+// reading batch-blocked activations).
+template <int NV, int STEP>
 void row_tile(const float* __restrict xt, const int32_t* __restrict off, const float* __restrict val,
               int64_t begin, int64_t end, float* __restrict out, bool accumulate) {
   if (accumulate && begin == end) return;
@@ -87,18 +91,22 @@ void row_tile(const float* __restrict xt, const int32_t* __restrict off, const f
   for (int64_t j = begin; j < end; ++j) {
     const float* p = xt + off[j];
     const vec w = broadcast(val[j]);
-    for (int k = 0; k < NV; ++k) acc[k] += w * *reinterpret_cast<const vec_u*>(p + k * VW);
+    for (int k = 0; k < NV; ++k) acc[k] += w * *reinterpret_cast<const vec_u*>(p + k * STEP * VW);
   }
   for (int k = 0; k < NV; ++k) *reinterpret_cast<vec_u*>(out + k * VW) = acc[k];
 }
 
 using TileFn = void (*)(const float*, const int32_t*, const float*, int64_t, int64_t, float*, bool);
+constexpr int MAX_STEP = 2;
 
-template <int... NV>
+template <int STEP, int... NV>
 constexpr std::array<TileFn, sizeof...(NV)> make_tiles(std::integer_sequence<int, NV...>) {
-  return {&row_tile<NV + 1>...};
+  return {&row_tile<NV + 1, STEP>...};
 }
-const auto TILES = make_tiles(std::make_integer_sequence<int, MAX_NV>{});
+// TILES[step - 1][nv - 1]
+const std::array<std::array<TileFn, MAX_NV>, MAX_STEP> TILES = {
+    make_tiles<1>(std::make_integer_sequence<int, MAX_NV>{}),
+    make_tiles<2>(std::make_integer_sequence<int, MAX_NV>{})};
 
 // f(begin, end) over [0, n) on `threads` threads, chunks handed out dynamically.
 // Plain std::thread: an extension built with -fopenmp links the system OpenMP runtime, not the
@@ -279,7 +287,7 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
       const int64_t chunk = task % n_chunks, gq = task / n_chunks;
       const int64_t grp = gq / n_qt, q0 = (gq % n_qt) * tile_len;
       const int64_t q_len = std::min(tile_len, q_total - q0);
-      const TileFn fn = TILES[(q_len + VW - 1) / VW - 1];
+      const TileFn fn = TILES[0][(q_len + VW - 1) / VW - 1];
       const float* xt_tile = xt_base + grp * group_elems + q0;
       const int64_t co0 = chunk * rows, co1 = std::min(cout, co0 + rows);
       // Channel blocks outermost: one block's slice of xt stays in L1 while every row of the
@@ -342,6 +350,187 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
   });
 }
 
+// ---- Batch-blocked activations -------------------------------------------------------
+// A batch of N images with C channels of H x W is held as xb[G, C, H + 2 hh, W + 2 hw, VW]:
+// image n is lane n % VW of group n / VW, planes are zero-padded by a halo (hh, hw) and
+// lanes past the batch hold finite junk that never reaches a real image. A conv reads it
+// in place: output (oh, ow), tap (c, kh, kw) of group g is the vector at
+//     xb[g, c, oh * sh + kh * dh + oy, ow * sw + kw * dw + ox],  (oy, ox) = halo - padding,
+// so a task (g, oh, a run of NV output columns) adds val_j times NV vectors, STEP = sw
+// vectors apart, from offset off_j = ((c * Hp + kh * dh) * Wp + kw * dw) * VW. The
+// epilogue writes the NV vectors (bias, residual, ReLU applied) straight into the output's
+// interior: no input rewrite, no output scatter between consecutive sparse layers.
+
+namespace {
+
+// Zero the halo of every [Hp, Wp, VW] plane of `t` around its h x w interior at (hh, hw).
+void zero_halo(float* t, int64_t planes, int64_t hp, int64_t wp, int64_t hh, int64_t hw, int64_t h, int64_t w,
+               int64_t threads) {
+  if (hh == 0 && hw == 0) return;
+  parallel_tasks(threads, planes, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float* plane = t + i * hp * wp * VW;
+      std::fill(plane, plane + hh * wp * VW, 0.0f);
+      std::fill(plane + (hh + h) * wp * VW, plane + hp * wp * VW, 0.0f);
+      for (int64_t r = hh; r < hh + h; ++r) {
+        float* row = plane + r * wp * VW;
+        std::fill(row, row + hw * VW, 0.0f);
+        std::fill(row + (hw + w) * VW, row + wp * VW, 0.0f);
+      }
+    }
+  });
+}
+
+void check_blocked(const torch::Tensor& t, const char* name) {
+  TORCH_CHECK(t.dim() == 5 && t.scalar_type() == torch::kFloat && t.is_contiguous() && t.size(4) == VW, name,
+              " must be a contiguous float32 [G, C, Hp, Wp, vector_width()] tensor");
+}
+
+}  // namespace
+
+// x [N, C, H, W] (any strides) -> [ceil(N / VW), C, H + 2 hh, W + 2 hw, VW], zero halo and
+// zero lanes past N.
+torch::Tensor to_blocked(const torch::Tensor& x, int64_t hh, int64_t hw, int64_t threads) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat, "x must be a float32 4-D tensor");
+  TORCH_CHECK(hh >= 0 && hw >= 0, "halo must be >= 0");
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t groups = (n + VW - 1) / VW, hp = h + 2 * hh, wp = w + 2 * hw;
+  auto out = torch::empty({groups, c, hp, wp, VW}, x.options().memory_format(torch::MemoryFormat::Contiguous));
+  float* base = out.data_ptr<float>();
+  const float* src = x.data_ptr<float>();
+  const int64_t xs[4] = {x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
+  zero_halo(base, groups * c, hp, wp, hh, hw, h, w, threads);
+  parallel_tasks(threads, groups * c, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t g = i / c, ch = i % c;
+      float* plane = base + i * hp * wp * VW;
+      for (int64_t lane = 0; lane < VW; ++lane) {
+        const int64_t img = g * VW + lane;
+        for (int64_t r = 0; r < h; ++r) {
+          float* row = plane + ((r + hh) * wp + hw) * VW + lane;
+          if (img >= n) {
+            for (int64_t col = 0; col < w; ++col) row[col * VW] = 0.0f;
+            continue;
+          }
+          const float* in = src + img * xs[0] + ch * xs[1] + r * xs[2];
+          for (int64_t col = 0; col < w; ++col) row[col * VW] = in[col * xs[3]];
+        }
+      }
+    }
+  });
+  return out;
+}
+
+// The first n images of blocked xb (halo hh, hw) as a contiguous [n, C, H, W] tensor.
+torch::Tensor from_blocked(const torch::Tensor& xb, int64_t n, int64_t hh, int64_t hw, int64_t threads) {
+  check_blocked(xb, "xb");
+  const int64_t c = xb.size(1), hp = xb.size(2), wp = xb.size(3), h = hp - 2 * hh, w = wp - 2 * hw;
+  TORCH_CHECK(n >= 1 && n <= xb.size(0) * VW && h >= 0 && w >= 0, "n or halo out of range for xb");
+  auto out = torch::empty({n, c, h, w}, xb.options());
+  float* dst = out.data_ptr<float>();
+  const float* base = xb.data_ptr<float>();
+  parallel_tasks(threads, xb.size(0) * c, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t g = i / c, ch = i % c;
+      const float* plane = base + i * hp * wp * VW;
+      for (int64_t lane = 0; lane < VW && g * VW + lane < n; ++lane) {
+        float* img = dst + ((g * VW + lane) * c + ch) * h * w;
+        for (int64_t r = 0; r < h; ++r) {
+          const float* row = plane + ((r + hh) * wp + hw) * VW + lane;
+          for (int64_t col = 0; col < w; ++col) img[r * w + col] = row[col * VW];
+        }
+      }
+    }
+  });
+  return out;
+}
+
+// out = act(sparse_conv(x) + bias + residual) on batch-blocked tensors (see above).
+//   x: [G, C, Hp, Wp, VW]; out: [G, Cout, Ho + 2 out_hh, Wo + 2 out_hw, VW] (its halo is
+//   zeroed here); residual: [G, Cout, Ho + 2 res_hh, Wo + 2 res_hw, VW] or empty.
+//   block_ptr, offsets, values, bias: as sparse_conv_out (offsets as above).
+//   geometry: sh, sw, oy, ox, ho, wo, out_hh, out_hw, res_hh, res_hw, tile (output columns per
+//   task, <= tile_width() / VW), rows, threads.
+void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_ptr, const torch::Tensor& offsets,
+                             const torch::Tensor& values, const torch::Tensor& bias, const torch::Tensor& residual,
+                             torch::Tensor& out, std::vector<int64_t> geometry, bool relu) {
+  check_blocked(x, "x");
+  check_blocked(out, "out");
+  TORCH_CHECK(geometry.size() == 13, "geometry must hold 13 values (see sparse_conv.cpp)");
+  const int64_t sh = geometry[0], sw = geometry[1], oy = geometry[2], ox = geometry[3], ho = geometry[4],
+                wo = geometry[5], out_hh = geometry[6], out_hw = geometry[7], res_hh = geometry[8],
+                res_hw = geometry[9], tile = geometry[10], rows_wanted = geometry[11], threads = geometry[12];
+  TORCH_CHECK(sw >= 1 && sw <= MAX_STEP && sh >= 1, "blocked convs take a column stride of 1 or 2");
+  TORCH_CHECK(tile >= 1 && tile <= MAX_NV && rows_wanted >= 1, "tile must be in [1, tile_width() / VW], rows >= 1");
+  TORCH_CHECK(block_ptr.dim() == 2 && block_ptr.scalar_type() == torch::kLong &&
+                  offsets.scalar_type() == torch::kInt && values.scalar_type() == torch::kFloat &&
+                  block_ptr.is_contiguous() && offsets.is_contiguous() && values.is_contiguous(),
+              "block_ptr (int64 [Cout, blocks + 1]), offsets (int32) and values (float32) must be contiguous");
+  const int64_t groups = x.size(0), channels = x.size(1), hp = x.size(2), wp = x.size(3);
+  const int64_t cout = block_ptr.size(0), hop = out.size(2), wop = out.size(3);
+  TORCH_CHECK(out.size(0) == groups && out.size(1) == cout && hop == ho + 2 * out_hh && wop == wo + 2 * out_hw,
+              "out has the wrong shape");
+  TORCH_CHECK(oy >= 0 && ox >= 0 && (ho - 1) * sh + oy < hp && (wo - 1) * sw + ox < wp, "input halo too small");
+  const bool has_res = residual.numel() > 0;
+  const int64_t hrp = ho + 2 * res_hh, wrp = wo + 2 * res_hw;
+  if (has_res) {
+    check_blocked(residual, "residual");
+    TORCH_CHECK(residual.size(0) == groups && residual.size(1) == cout && residual.size(2) == hrp &&
+                    residual.size(3) == wrp, "residual must match out");
+  }
+  (void)channels;
+  float* y = out.data_ptr<float>();
+  zero_halo(y, groups * cout, hop, wop, out_hh, out_hw, ho, wo, threads);
+
+  const float* xb = x.data_ptr<float>();
+  const int32_t* off = offsets.data_ptr<int32_t>();
+  const float* val = values.data_ptr<float>();
+  const float* b = bias.numel() > 0 ? bias.data_ptr<float>() : nullptr;
+  const float* res = has_res ? residual.data_ptr<float>() : nullptr;
+  const int64_t* bp = block_ptr.data_ptr<int64_t>();
+  const int64_t n_blocks = block_ptr.size(1) - 1;
+  const int64_t n_wt = (wo + tile - 1) / tile, nv = (wo + n_wt - 1) / n_wt;  // balanced column runs
+  const int64_t rows = std::min(rows_wanted, cout), n_chunks = (cout + rows - 1) / rows;
+  const int64_t group_in = x.size(1) * hp * wp * VW;
+  const std::array<TileFn, MAX_NV>& tiles = TILES[sw - 1];
+
+  parallel_tasks(threads, groups * ho * n_wt * n_chunks, [&](int64_t begin, int64_t end) {
+    std::vector<float> acc_buffer(rows * nv * VW + VW);
+    float* acc = acc_buffer.data() + (VW - reinterpret_cast<uintptr_t>(acc_buffer.data()) / sizeof(float) % VW) % VW;
+    for (int64_t task = begin; task < end; ++task) {
+      int64_t rest = task;
+      const int64_t chunk = rest % n_chunks;
+      rest /= n_chunks;
+      const int64_t wt = rest % n_wt;
+      rest /= n_wt;
+      const int64_t oh = rest % ho, g = rest / ho;
+      const int64_t ow0 = wt * nv, len = std::min(nv, wo - ow0);
+      const float* xt = xb + g * group_in + ((oh * sh + oy) * wp + ow0 * sw + ox) * VW;
+      const TileFn fn = tiles[len - 1];
+      const int64_t co0 = chunk * rows, co1 = std::min(cout, co0 + rows);
+      for (int64_t blk = 0; blk < n_blocks; ++blk) {
+        for (int64_t co = co0; co < co1; ++co) {
+          const int64_t* ptr = bp + co * (n_blocks + 1) + blk;
+          fn(xt, off, val, ptr[0], ptr[1], acc + (co - co0) * nv * VW, blk > 0);
+        }
+      }
+      const vec floor = broadcast(relu ? 0.0f : -std::numeric_limits<float>::infinity());
+      for (int64_t co = co0; co < co1; ++co) {
+        const float* tile_co = acc + (co - co0) * nv * VW;
+        const vec bias_co = broadcast(b ? b[co] : 0.0f);
+        vec* dst = reinterpret_cast<vec*>(y + (((g * cout + co) * hop + oh + out_hh) * wop + ow0 + out_hw) * VW);
+        const vec* r = res ? reinterpret_cast<const vec*>(res + (((g * cout + co) * hrp + oh + res_hh) * wrp + ow0 + res_hw) * VW)
+                           : nullptr;
+        for (int64_t k = 0; k < len; ++k) {
+          vec v = *reinterpret_cast<const vec*>(tile_co + k * VW) + bias_co;
+          if (r) v += r[k];
+          dst[k] = v > floor ? v : floor;
+        }
+      }
+    }
+  });
+}
+
 // The vector width in floats this build uses (16: AVX-512, 8: AVX/AVX2, 4: other).
 int64_t vector_width() { return VW; }
 
@@ -350,6 +539,10 @@ int64_t tile_width() { return TILE; }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sparse_conv_out", &sparse_conv_out, "sparse conv/linear with fused bias, residual and ReLU");
+  m.def("sparse_conv_blocked_out", &sparse_conv_blocked_out,
+        "sparse conv with fused bias, residual and ReLU on batch-blocked activations");
+  m.def("to_blocked", &to_blocked, "[N, C, H, W] -> batch-blocked [G, C, Hp, Wp, VW] with a zero halo");
+  m.def("from_blocked", &from_blocked, "batch-blocked -> contiguous [N, C, H, W]");
   m.def("vector_width", &vector_width, "floats per SIMD vector of this build");
   m.def("tile_width", &tile_width, "output positions per register tile");
   m.def("pool_install", [] { return sparseift::BufferPool::instance().install(); },

@@ -1,0 +1,145 @@
+"""Batch-blocked activations: the layout in which consecutive sparse convs pass a large batch.
+
+A batch of ``N`` images ``[N, C, H, W]`` is held as ``data[G, C, H + 2hh, W + 2hw, V]``
+(``V`` = the kernels' vector width, ``G = ceil(N / V)``): image ``n`` is lane ``n % V`` of
+group ``n // V`` and every plane carries a zero halo ``(hh, hw)``. The sparse conv kernel
+reads it in place (one aligned vector = one input value of ``V`` images; a stride-2 conv
+reads every other vector) and writes its output, bias, residual and ReLU applied, straight
+into the next layer's blocked input with that layer's halo as padding. So between two sparse
+convs there is no input rewrite and no output scatter; conversions happen only where a
+dense or non-conv op needs a plain tensor (:func:`as_tensor`). The kernel side is in
+``csrc/sparse_conv.cpp`` ("Batch-blocked activations").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from sparseift.inference._ext import kernels
+from sparseift.inference.kernels import (
+    L1_BUDGET,
+    ConvGeometry,
+    CsrWeight,
+    PlanCache,
+    balanced_rows,
+    tile_floats,
+)
+
+__all__ = ["Blocked", "BlockedLayout", "MAX_COLUMN_STRIDE", "as_tensor", "blocked_plan", "sparse_conv2d_blocked"]
+
+MAX_COLUMN_STRIDE = 2
+"""Largest column stride the blocked kernel reads (``MAX_STEP`` in ``csrc/sparse_conv.cpp``)."""
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """The activations of ``batch`` images in the batch-blocked layout with a zero ``halo``."""
+
+    data: torch.Tensor  # float32 [G, C, H + 2 * halo[0], W + 2 * halo[1], V], contiguous
+    batch: int
+    halo: tuple[int, int]
+
+    @property
+    def shape(self) -> torch.Size:
+        """``[N, C, H, W]`` of the plain tensor this stands for."""
+        g, c, hp, wp, _ = self.data.shape
+        return torch.Size((self.batch, c, hp - 2 * self.halo[0], wp - 2 * self.halo[1]))
+
+    def dim(self) -> int:
+        """4, as the plain ``[N, C, H, W]`` tensor."""
+        return 4
+
+    @staticmethod
+    def from_tensor(ext: ModuleType, x: torch.Tensor, halo: tuple[int, int]) -> Blocked:
+        """``x`` (``[N, C, H, W]``, any strides) in the blocked layout with a zero ``halo``."""
+        data = ext.to_blocked(x.float(), halo[0], halo[1], torch.get_num_threads())
+        return Blocked(data, int(x.shape[0]), halo)
+
+    def to_tensor(self) -> torch.Tensor:
+        """The contiguous ``[N, C, H, W]`` tensor."""
+        return kernels().from_blocked(self.data, self.batch, self.halo[0], self.halo[1], torch.get_num_threads())
+
+
+def as_tensor(x: Any) -> Any:
+    """``x`` as a plain tensor: :class:`Blocked` activations are converted, anything else is returned as is."""
+    return x.to_tensor() if isinstance(x, Blocked) else x
+
+
+@dataclass(frozen=True)
+class BlockedLayout:
+    """The padded plane ``hp x wp`` of a blocked input: what a weight's offsets depend on."""
+
+    hp: int
+    wp: int
+
+
+def blocked_plan(ext: ModuleType, weight: CsrWeight, geometry: ConvGeometry, layout: BlockedLayout) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(block_ptr, offsets)`` of ``weight`` on a blocked input of ``layout``.
+
+    Tap ``(c, kh, kw)`` is read at ``((c * hp + kh * dh) * wp + kw * dw) * V`` from its output
+    position's origin. Input channels are blocked so that what one task of ``tile`` output
+    columns reads of a block (kernel rows x its column span, ``V`` floats each) fits
+    :data:`~sparseift.inference.kernels.L1_BUDGET`.
+    """
+    vector = ext.vector_width()
+    (dh, dw), sw = geometry.dilation, geometry.stride[1]
+    kh, kw = weight.shape[2:]
+    offsets = ((weight.channel * layout.hp + weight.tap_h * dh) * layout.wp + weight.tap_w * dw) * vector
+    if offsets.numel() and int(offsets.max()) >= 2**31:
+        raise ValueError(f"input too large for the sparse kernel's int32 offsets ({layout})")
+    tile = tile_floats(ext) // vector
+    footprint = 4 * vector * ((kh - 1) * dh + 1) * ((tile - 1) * sw + (kw - 1) * dw + 1)
+    return weight.block_ptr(max(1, L1_BUDGET // footprint)), offsets.to(torch.int32)
+
+
+def sparse_conv2d_blocked(
+    ext: ModuleType,
+    x: Blocked,
+    weight: CsrWeight,
+    bias: torch.Tensor | None,
+    geometry: ConvGeometry,
+    total_pad: tuple[int, int],
+    cache: PlanCache,
+    residual: Blocked | None,
+    relu: bool,
+    out_halo: tuple[int, int],
+) -> Blocked:
+    """``relu?(conv2d(x, W) + bias + residual)`` on blocked activations, the output with a zero ``out_halo``.
+
+    ``x.halo`` must cover the padding on each side (``max(top, total - top)`` per axis) and
+    the column stride must be at most :data:`MAX_COLUMN_STRIDE`; ``residual`` must have the
+    output's shape.
+    """
+    (ph, pw), (sh, sw) = geometry.padding, geometry.stride
+    if sw > MAX_COLUMN_STRIDE:
+        raise ValueError(f"blocked convs take a column stride <= {MAX_COLUMN_STRIDE}, got {sw}")
+    if x.halo[0] < max(ph, total_pad[0] - ph) or x.halo[1] < max(pw, total_pad[1] - pw):
+        raise ValueError(f"input halo {x.halo} does not cover the padding {geometry.padding} / {total_pad}")
+    n, _, h, w = x.shape
+    ho, wo = geometry.output_size((h, w), weight.shape[2:], total_pad)
+    layout = BlockedLayout(int(x.data.shape[2]), int(x.data.shape[3]))
+    block_ptr, offsets = cache.get(layout, lambda: blocked_plan(ext, weight, geometry, layout))
+    tile, threads, cout = tile_floats(ext) // ext.vector_width(), torch.get_num_threads(), weight.shape[0]
+    groups = int(x.data.shape[0])
+    rows = balanced_rows(groups * ho * -(-wo // tile), cout, threads)
+    out = torch.empty((groups, cout, ho + 2 * out_halo[0], wo + 2 * out_halo[1], x.data.shape[4]), dtype=torch.float32)
+    res_halo = (0, 0) if residual is None else residual.halo
+    ext.sparse_conv_blocked_out(
+        x.data,
+        block_ptr,
+        offsets,
+        weight.values,
+        _EMPTY if bias is None else bias,
+        _EMPTY if residual is None else residual.data,
+        out,
+        [sh, sw, x.halo[0] - ph, x.halo[1] - pw, ho, wo, *out_halo, *res_halo, tile, rows, threads],
+        relu,
+    )
+    return Blocked(out, n, out_halo)
+
+
+_EMPTY = torch.empty(0)
