@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
+from torch import fx
 
 from sparseift.inference._ext import kernels
 from sparseift.inference.kernels import (
@@ -65,7 +66,13 @@ class Blocked:
 
 
 def as_tensor(x: Any) -> Any:
-    """``x`` as a plain tensor: :class:`Blocked` activations are converted, anything else is returned as is."""
+    """``x`` as a plain tensor: :class:`Blocked` activations are converted, anything else is returned as is.
+
+    Under ``torch.fx`` tracing (a pickled compiled model is re-traced when loaded) the call is
+    recorded as a graph node, so it survives the round trip.
+    """
+    if isinstance(x, fx.Proxy):
+        return x.tracer.create_proxy("call_function", as_tensor, (x,), {})
     return x.to_tensor() if isinstance(x, Blocked) else x
 
 

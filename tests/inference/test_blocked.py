@@ -1,0 +1,131 @@
+"""Batch-blocked activations: the layout round trip, the blocked conv kernel against
+PyTorch's conv, and compiled models that pass blocked activations between sparse convs."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparseift.inference import compile
+from sparseift.inference.blocked import Blocked, as_tensor, sparse_conv2d_blocked
+from sparseift.inference.kernels import ConvGeometry, PlanCache, pack_weight
+
+from .conftest import SmallNet, randomise
+
+RTOL = 1e-4
+
+
+def _rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-12))
+
+
+@pytest.mark.parametrize("batch", [1, 7, 19])
+@pytest.mark.parametrize("halo", [(0, 0), (1, 1), (2, 0)])
+def test_round_trip_keeps_values_and_zero_halo(ext, batch, halo):
+    x = torch.randn(batch, 5, 6, 9)
+    for source in (x, x.to(memory_format=torch.channels_last), x.transpose(2, 3).contiguous().transpose(2, 3)):
+        blocked = Blocked.from_tensor(ext, source, halo)
+        assert blocked.shape == x.shape
+        assert blocked.data.shape[4] == ext.vector_width()
+        assert torch.equal(blocked.to_tensor(), x)
+        data = blocked.data.clone()
+        data[:, :, halo[0] : data.shape[2] - halo[0], halo[1] : data.shape[3] - halo[1]] = 0
+        assert int(torch.count_nonzero(data)) == 0  # halo and lanes past the batch are zero
+    assert as_tensor(x) is x and as_tensor(None) is None
+
+
+# (cin, cout, kernel, stride, padding, dilation, groups)
+CONVS = [
+    (8, 16, 3, 1, 1, 1, 1),
+    (8, 16, 3, 2, 1, 1, 1),
+    (16, 8, 1, 1, 0, 1, 1),
+    (16, 8, 1, 2, 0, 1, 1),
+    (8, 12, 3, 1, 1, 1, 4),
+    (6, 10, 5, 1, 2, 2, 2),
+    (8, 8, 3, (2, 1), 0, 1, 1),
+]
+
+
+@pytest.mark.parametrize("density", [0.0, 0.1, 0.5])
+@pytest.mark.parametrize("cin,cout,k,stride,padding,dilation,groups", CONVS)
+def test_blocked_conv_matches_dense(ext, cin, cout, k, stride, padding, dilation, groups, density):
+    stride = stride if isinstance(stride, tuple) else (stride, stride)
+    x = torch.randn(2 * ext.vector_width() + 3, cin, 13, 30)
+    w = torch.randn(cout, cin // groups, k, k) * (torch.rand(cout, cin // groups, k, k) < density)
+    bias = torch.randn(cout)
+    expected = F.conv2d(x, w, bias, stride, padding, dilation, groups)
+    residual = torch.randn_like(expected)
+    geometry = ConvGeometry(stride, (padding, padding), (dilation, dilation))
+    xb = Blocked.from_tensor(ext, x, (padding + 1, padding))  # a wider halo than needed is fine
+    rb = Blocked.from_tensor(ext, residual, (1, 0))
+    out = sparse_conv2d_blocked(
+        ext, xb, pack_weight(w, groups), bias, geometry, (2 * padding, 2 * padding), PlanCache(), rb, True, (1, 2)
+    )
+    assert out.shape == expected.shape and out.halo == (1, 2)
+    assert _rel_error(out.to_tensor(), torch.relu(expected + residual)) <= RTOL
+    halo = out.data.clone()
+    halo[:, :, 1:-1, 2:-2] = 0
+    assert int(torch.count_nonzero(halo)) == 0  # the next layer's zero padding
+
+
+def test_blocked_conv_rejects_a_short_halo_and_wide_strides(ext):
+    w = torch.randn(4, 4, 3, 3)
+    x = Blocked.from_tensor(ext, torch.randn(16, 4, 8, 8), (0, 1))
+    with pytest.raises(ValueError, match="halo"):
+        sparse_conv2d_blocked(ext, x, pack_weight(w), None, ConvGeometry(padding=(1, 1)), (2, 2), PlanCache(), None, False, (0, 0))
+    with pytest.raises(ValueError, match="column stride"):
+        sparse_conv2d_blocked(ext, x, pack_weight(w), None, ConvGeometry(stride=(1, 3)), (0, 0), PlanCache(), None, False, (0, 0))
+
+
+def test_compiled_model_passes_blocked_activations_between_sparse_convs(ext, monkeypatch):
+    torch.manual_seed(0)
+    model = randomise(SmallNet(width=16), {"conv_a.weight": 0.9, "conv_b.weight": 0.9, "down.weight": 0.9,
+                                            "grouped.weight": 0.9, "point.weight": 0.9}, masks=False)
+    x = torch.randn(ext.vector_width() + 5, 3, 12, 12)
+    compiled = compile(model, x)
+    layers = {m.plan.name: m for m in compiled.module.modules() if hasattr(m, "blocked_halo")}
+    assert layers["stem.0"].blocked_halo == (1, 1)  # conv_a reads it with padding 1
+    assert layers["point"].blocked_halo == (0, 0)  # read by the head through as_tensor only
+    seen: list[tuple[str, type, type]] = []
+    hooks = [
+        layer.register_forward_hook(lambda m, args, out: seen.append((m.plan.name, type(args[0]), type(out))))
+        for layer in layers.values()
+    ]
+    with torch.no_grad():
+        expected = model(x)
+    assert _rel_error(compiled(x), expected) <= RTOL
+    for hook in hooks:
+        hook.remove()
+    kinds = {name: (inp, out) for name, inp, out in seen}
+    assert kinds["conv_b"] == (Blocked, Blocked)  # sparse after sparse: no conversion
+    assert kinds["depthwise"][0] is Blocked and kinds["depthwise"][1] is torch.Tensor  # dense reads blocked
+    assert kinds["stem.0"] == (torch.Tensor, torch.Tensor)  # dense stem: plain tensors
+    # small batches never block; copies and pickles keep the plan
+    assert _rel_error(compiled(x[:2]), model(x[:2]).detach()) <= RTOL
+    for clone in (copy.deepcopy(compiled), pickle.loads(pickle.dumps(compiled))):
+        assert _rel_error(clone(x), expected) <= RTOL
+
+
+def test_untraceable_models_never_see_blocked_activations(ext):
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(4, 8, 3, padding=1)
+            self.b = nn.Conv2d(8, 8, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.a(x)
+            if float(y.sum()) > 1e9:  # data-dependent: torch.fx cannot trace this
+                return y
+            return self.b(y.relu()).relu()
+
+    model = randomise(Branchy(), {"a.weight": 0.9, "b.weight": 0.9}, masks=False)
+    x = torch.randn(ext.vector_width() * 2, 4, 9, 9)
+    compiled = compile(model, x)
+    assert not compiled.traced
+    assert _rel_error(compiled(x), model(x).detach()) <= RTOL
