@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import sparseift
-from sparseift.inference import InferenceLayer, _ext, compile, max_relative_error
+from sparseift.inference import MAX_DENSITY, InferenceLayer, _ext, compile, max_relative_error
 from tests.inference.conftest import SmallMLP, SmallNet, randomise
 
 RTOL = 1e-4
@@ -158,6 +158,14 @@ def test_kernel_build_failure_falls_back(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert _ext.build_kernels(tmp_path / "cache") is None
+
+
+def test_max_density_given_for_some_classes_keeps_the_default_for_the_rest(ext):
+    model = randomise(SmallNet(), {"conv_a.weight": 0.5, "point.weight": 0.5, "head.weight": 0.9}, masks=False)
+    plans = {p.name: p for p in compile(model, max_density={"conv": 0.6}).plans}
+    assert plans["conv_a"].path == "sparse"  # 0.5 <= 0.6 given
+    assert plans["point"].path != "sparse" and f"{MAX_DENSITY['pointwise']:.3f} (pointwise)" in plans["point"].reason
+    assert plans["head"].path == "sparse"  # 0.1 <= the default for linear layers
 
 
 def test_bad_arguments():

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
-from torch import fx
+from torch import fx, nn
 
 from sparseift.inference._ext import kernels
 from sparseift.inference.kernels import (
@@ -30,7 +30,15 @@ from sparseift.inference.kernels import (
     tile_floats,
 )
 
-__all__ = ["Blocked", "BlockedLayout", "MAX_COLUMN_STRIDE", "as_tensor", "blocked_plan", "sparse_conv2d_blocked"]
+__all__ = [
+    "Blocked",
+    "BlockedLayout",
+    "BlockedModule",
+    "MAX_COLUMN_STRIDE",
+    "as_tensor",
+    "blocked_plan",
+    "sparse_conv2d_blocked",
+]
 
 MAX_COLUMN_STRIDE = 2
 """Largest column stride the blocked kernel reads (``MAX_STEP`` in ``csrc/sparse_conv.cpp``)."""
@@ -74,6 +82,31 @@ def as_tensor(x: Any) -> Any:
     if isinstance(x, fx.Proxy):
         return x.tracer.create_proxy("call_function", as_tensor, (x,), {})
     return x.to_tensor() if isinstance(x, Blocked) else x
+
+
+class BlockedModule(nn.Module):
+    """A module of a compiled model that reads :class:`Blocked` activations in place (and may emit them).
+
+    The compiler (``_plan_blocked``) sets :attr:`blocked_halo` on every module that
+    :meth:`emits_blocked` to the widest :meth:`input_halo` of the modules reading its output,
+    and converts the output with :func:`as_tensor` for every other reader.
+    """
+
+    blocked_halo: tuple[int, int] | None
+    """The zero halo of the blocked output (the padding its readers need); ``None`` (the
+    default, and always outside a traced graph): return plain tensors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocked_halo = None
+
+    def input_halo(self) -> tuple[int, int]:
+        """The zero halo this module needs around a blocked input (rows, columns)."""
+        return (0, 0)
+
+    def emits_blocked(self) -> bool:
+        """Whether this module can hand blocked activations on."""
+        return True
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,10 @@ from torch import fx, nn
 
 from sparseift._model_io import ExampleInputs, call_model
 from sparseift.inference import _ext
-from sparseift.inference.blocked import as_tensor
+from sparseift.inference.blocked import BlockedModule, as_tensor
 from sparseift.inference.layers import PATHS, InferenceLayer, LayerPlan, Path, choose_path, path_unsupported
 from sparseift.inference.memory import pooled_buffers
+from sparseift.inference.pooling import pool_for
 from sparseift.transforms.layers import describe, dense_weight
 
 __all__ = ["CompiledModel", "compile", "apply_masks", "max_relative_error", "MASK_SUFFIX"]
@@ -148,31 +149,44 @@ def _fuse_graph(gm: fx.GraphModule, builder: _Builder) -> None:
             fusible[node.args[0]].fuse("relu")
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
+    _replace_pools(gm)
     _plan_blocked(gm)
     graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
 
 
-def _plan_blocked(gm: fx.GraphModule) -> None:
-    """Let convs hand batch-blocked activations to the layers that read them.
+def _replace_pools(gm: fx.GraphModule) -> None:
+    """Swap max pooling and global average pooling modules for ones that read blocked activations."""
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        pool = pool_for(gm.get_submodule(node.target))
+        if pool is not None:
+            parent, _, child = node.target.rpartition(".")
+            setattr(gm.get_submodule(parent), child, pool)
 
-    Every conv gets ``blocked_halo`` = the widest halo its consuming layers need; every other
-    user (pooling, flatten, the graph output, ...) reads the conv's output through one
+
+def _plan_blocked(gm: fx.GraphModule) -> None:
+    """Let convs and pools hand batch-blocked activations to the modules that read them.
+
+    Every :class:`~sparseift.inference.blocked.BlockedModule` that emits blocked activations
+    gets ``blocked_halo`` = the widest halo its blocked readers need; every other user
+    (flatten, a dense op, the graph output, ...) reads its output through one
     :func:`~sparseift.inference.blocked.as_tensor` node.
     """
     modules = dict(gm.named_modules())
-    layers = {n: modules[n.target] for n in gm.graph.nodes if n.op == "call_module" and isinstance(modules[n.target], InferenceLayer)}
-    for node, layer in layers.items():
-        if layer.layer.kind == "linear":
+    readers = {n: modules[n.target] for n in gm.graph.nodes if n.op == "call_module" and isinstance(modules[n.target], BlockedModule)}
+    for node, module in readers.items():
+        if not module.emits_blocked():
             continue
-        halo = layer.blocked_halo or (0, 0)
+        halo = module.blocked_halo or (0, 0)
         for user in node.users:
-            if user in layers and user.args[0] is node:
-                need = layers[user].input_halo()
+            if user in readers and user.args[0] is node:
+                need = readers[user].input_halo()
                 halo = (max(halo[0], need[0]), max(halo[1], need[1]))
-        layer.blocked_halo = halo
-        others = [user for user in node.users if user not in layers]
+        module.blocked_halo = halo
+        others = [user for user in node.users if user not in readers]
         if others:
             with gm.graph.inserting_after(node):
                 plain = gm.graph.call_function(as_tensor, (node,))

@@ -8,10 +8,9 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from sparseift.inference._ext import kernels
-from sparseift.inference.blocked import MAX_COLUMN_STRIDE, Blocked, as_tensor, sparse_conv2d_blocked
+from sparseift.inference.blocked import MAX_COLUMN_STRIDE, Blocked, BlockedModule, as_tensor, sparse_conv2d_blocked
 from sparseift.inference.kernels import ConvGeometry, PlanCache, pack_weight, sparse_conv2d, sparse_linear
 from sparseift.transforms.layers import DenseLayer
 
@@ -88,10 +87,10 @@ def choose_path(layer: DenseLayer, density: float, kernels: bool, max_density: d
     """``(path, reason)`` for a layer of ``density`` (fraction of non-zeros).
 
     Sparse iff the kernels are built, the layer is supported (zero padding, not depthwise)
-    and ``density <= max_density[shape class]`` (default :data:`MAX_DENSITY`); otherwise
-    :func:`dense_path`.
+    and ``density <= max_density[shape class]`` (classes not in ``max_density`` keep
+    :data:`MAX_DENSITY`); otherwise :func:`dense_path`.
     """
-    limits = MAX_DENSITY if max_density is None else max_density
+    limits = {**MAX_DENSITY, **(max_density or {})}
     reason = unsupported_reason(layer, kernels)
     if reason is not None:
         return dense_path(layer), reason
@@ -112,25 +111,21 @@ def _padding(layer: DenseLayer) -> tuple[tuple[int, int], tuple[int, int]]:
     return (ph, pw), (2 * ph, 2 * pw)
 
 
-class InferenceLayer(nn.Module):
+class InferenceLayer(BlockedModule):
     """``relu?(layer(x) + residual)`` with the layer's (BatchNorm-folded) weight.
 
     ``forward(x, residual=None)``; a residual whose shape differs from the output is
     broadcast-added by PyTorch. The weight is stored once, in the format of its path; the
     kernels are the process-wide build (:func:`sparseift.inference._ext.kernels`), so a
-    compiled model can be copied and pickled.
+    compiled model can be copied and pickled. A sparse conv of a traced graph with
+    ``blocked_halo`` set emits :class:`~sparseift.inference.blocked.Blocked` activations at a
+    batch of at least the vector width (or when its input is blocked).
     """
-
-    blocked_halo: tuple[int, int] | None
-    """Set by the compiler on convs of a traced graph: on the sparse path at a batch of at least
-    the vector width, emit :class:`~sparseift.inference.blocked.Blocked` activations with this
-    zero halo (the padding the consumers need). ``None``: always return plain tensors."""
 
     def __init__(
         self, plan: LayerPlan, layer: DenseLayer, weight: torch.Tensor, bias: torch.Tensor | None, relu: bool = False
     ) -> None:
         super().__init__()
-        self.blocked_halo = None
         unsupported = path_unsupported(layer, plan.path, kernels() is not None)
         if unsupported is not None:
             raise ValueError(f"layer {plan.name!r} cannot take path={plan.path!r}: {unsupported}")
@@ -165,6 +160,10 @@ class InferenceLayer(nn.Module):
             return (0, 0)
         (top, left), (total_h, total_w) = self._geometry.padding, self._total_pad
         return (max(top, total_h - top), max(left, total_w - left))
+
+    def emits_blocked(self) -> bool:
+        """Convs can emit blocked activations (on the sparse path); linear layers never do."""
+        return self.layer.kind != "linear"
 
     def fuse(self, op: Literal["add", "relu"]) -> None:
         """Record that a following residual add or ReLU now runs inside this layer."""

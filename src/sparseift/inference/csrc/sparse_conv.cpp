@@ -359,7 +359,9 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
 // so a task (g, oh, a run of NV output columns) adds val_j times NV vectors, STEP = sw
 // vectors apart, from offset off_j = ((c * Hp + kh * dh) * Wp + kw * dw) * VW. The
 // epilogue writes the NV vectors (bias, residual, ReLU applied) straight into the output's
-// interior: no input rewrite, no output scatter between consecutive sparse layers.
+// interior: no input rewrite, no output scatter between consecutive sparse layers. Max
+// pooling (blocked in, blocked out) and the global mean (blocked in, [N, C] out) read the
+// layout in place too, so a ResNet keeps it from the stem to the classifier.
 
 namespace {
 
@@ -440,6 +442,74 @@ torch::Tensor from_blocked(const torch::Tensor& xb, int64_t n, int64_t hh, int64
           for (int64_t col = 0; col < w; ++col) img[r * w + col] = row[col * VW];
         }
       }
+    }
+  });
+  return out;
+}
+
+// out = max_pool2d(x) on batch-blocked tensors. Windows are clipped to the h x w image (a
+// window's padding never wins, as in PyTorch), so the input's halo is never read; NaN
+// propagates. out: [G, C, Ho + 2 out_hh, Wo + 2 out_hw, VW], its halo zeroed here.
+//   geometry: kh, kw, sh, sw, ph, pw, dh, dw, in_hh, in_hw, out_hh, out_hw, threads.
+void max_pool_blocked_out(const torch::Tensor& x, torch::Tensor& out, std::vector<int64_t> geometry) {
+  check_blocked(x, "x");
+  check_blocked(out, "out");
+  TORCH_CHECK(geometry.size() == 13, "geometry must hold 13 values (see sparse_conv.cpp)");
+  const int64_t kh = geometry[0], kw = geometry[1], sh = geometry[2], sw = geometry[3], ph = geometry[4],
+                pw = geometry[5], dh = geometry[6], dw = geometry[7], in_hh = geometry[8], in_hw = geometry[9],
+                out_hh = geometry[10], out_hw = geometry[11], threads = geometry[12];
+  TORCH_CHECK(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0,
+              "kernel, stride and dilation must be >= 1, padding >= 0");
+  const int64_t planes = x.size(0) * x.size(1), hp = x.size(2), wp = x.size(3);
+  const int64_t h = hp - 2 * in_hh, w = wp - 2 * in_hw, hop = out.size(2), wop = out.size(3);
+  const int64_t ho = hop - 2 * out_hh, wo = wop - 2 * out_hw;
+  TORCH_CHECK(h >= 1 && w >= 1 && ho >= 1 && wo >= 1 && out.size(0) * out.size(1) == planes,
+              "x and out do not match the halos given");
+  TORCH_CHECK((ho - 1) * sh - ph < h && (wo - 1) * sw - pw < w && ph <= (kh - 1) * dh && pw <= (kw - 1) * dw,
+              "every pooling window must overlap the image");
+  float* y = out.data_ptr<float>();
+  zero_halo(y, planes, hop, wop, out_hh, out_hw, ho, wo, threads);
+  const float* xb = x.data_ptr<float>();
+  parallel_tasks(threads, planes * ho, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t plane = task / ho, oh = task % ho;
+      const vec* src = reinterpret_cast<const vec*>(xb + (plane * hp + in_hh) * wp * VW) + in_hw;
+      vec* dst = reinterpret_cast<vec*>(y + ((plane * hop + oh + out_hh) * wop + out_hw) * VW);
+      for (int64_t ow = 0; ow < wo; ++ow) {
+        vec m = broadcast(-std::numeric_limits<float>::infinity());
+        for (int64_t i = 0; i < kh; ++i) {
+          const int64_t r = oh * sh - ph + i * dh;
+          if (r < 0 || r >= h) continue;
+          for (int64_t j = 0; j < kw; ++j) {
+            const int64_t col = ow * sw - pw + j * dw;
+            if (col < 0 || col >= w) continue;
+            const vec v = src[r * wp + col];
+            m = (v > m) | (v != v) ? v : m;
+          }
+        }
+        dst[ow] = m;
+      }
+    }
+  });
+}
+
+// The mean of every image plane's h x w interior: blocked xb (halo hh, hw) -> [n, C].
+torch::Tensor mean_blocked(const torch::Tensor& xb, int64_t n, int64_t hh, int64_t hw, int64_t threads) {
+  check_blocked(xb, "xb");
+  const int64_t c = xb.size(1), hp = xb.size(2), wp = xb.size(3), h = hp - 2 * hh, w = wp - 2 * hw;
+  TORCH_CHECK(n >= 1 && n <= xb.size(0) * VW && h >= 1 && w >= 1, "n or halo out of range for xb");
+  auto out = torch::empty({n, c}, xb.options());
+  float* dst = out.data_ptr<float>();
+  const float* base = xb.data_ptr<float>();
+  const float scale = 1.0f / static_cast<float>(h * w);
+  parallel_tasks(threads, xb.size(0) * c, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t g = i / c, ch = i % c;
+      const vec* plane = reinterpret_cast<const vec*>(base + i * hp * wp * VW);
+      vec sum{};
+      for (int64_t r = hh; r < hh + h; ++r)
+        for (int64_t col = hw; col < hw + w; ++col) sum += plane[r * wp + col];
+      for (int64_t lane = 0; lane < VW && g * VW + lane < n; ++lane) dst[(g * VW + lane) * c + ch] = sum[lane] * scale;
     }
   });
   return out;
@@ -543,6 +613,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "sparse conv with fused bias, residual and ReLU on batch-blocked activations");
   m.def("to_blocked", &to_blocked, "[N, C, H, W] -> batch-blocked [G, C, Hp, Wp, VW] with a zero halo");
   m.def("from_blocked", &from_blocked, "batch-blocked -> contiguous [N, C, H, W]");
+  m.def("max_pool_blocked_out", &max_pool_blocked_out, "max_pool2d on batch-blocked tensors");
+  m.def("mean_blocked", &mean_blocked, "batch-blocked [G, C, Hp, Wp, VW] -> per-plane means [N, C]");
   m.def("vector_width", &vector_width, "floats per SIMD vector of this build");
   m.def("tile_width", &tile_width, "output positions per register tile");
   m.def("pool_install", [] { return sparseift::BufferPool::instance().install(); },

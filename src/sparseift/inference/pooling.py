@@ -1,0 +1,89 @@
+"""Pooling layers of a compiled model that read batch-blocked activations in place.
+
+``torchvision``'s ResNets run ``conv -> bn -> relu -> maxpool`` at the stem and
+``adaptive_avg_pool2d(1) -> flatten -> fc`` at the head. Converting the stem's 64-image
+output (200 MB at 224x224) to a plain tensor for PyTorch's max pooling and back again cost
+more than a sparse conv of the network; :class:`MaxPool` pools the blocked layout in place
+and hands it on (with the next conv's halo), :class:`GlobalAvgPool` reduces it straight to
+``[N, C, 1, 1]``. On plain tensors both are PyTorch's own ops.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparseift.inference._ext import kernels
+from sparseift.inference.blocked import Blocked, BlockedModule, as_tensor
+
+__all__ = ["MaxPool", "GlobalAvgPool", "pool_for", "pooled_size"]
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def pooled_size(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool) -> int:
+    """PyTorch's pooled length: ``floor_or_ceil((size + 2p - d(k - 1) - 1) / s) + 1``, and with
+    ``ceil_mode`` the last window must start inside the input or its left padding."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+class MaxPool(BlockedModule):
+    """``nn.MaxPool2d`` (without ``return_indices``) that pools blocked activations in place."""
+
+    def __init__(self, pool: nn.MaxPool2d) -> None:
+        super().__init__()
+        if pool.return_indices:
+            raise ValueError("MaxPool does not return indices; keep nn.MaxPool2d for return_indices=True")
+        self.kernel_size = _pair(pool.kernel_size)
+        self.stride = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
+        self.padding = _pair(pool.padding)
+        self.dilation = _pair(pool.dilation)
+        self.ceil_mode = bool(pool.ceil_mode)
+
+    def forward(self, x: torch.Tensor | Blocked) -> torch.Tensor | Blocked:
+        ext = kernels()
+        if not isinstance(x, Blocked) or ext is None:
+            return F.max_pool2d(as_tensor(x), self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        n, c, h, w = x.shape
+        ho, wo = (pooled_size(*args, self.ceil_mode) for args in zip((h, w), self.kernel_size, self.stride, self.padding, self.dilation))
+        halo = self.blocked_halo or (0, 0)
+        out = torch.empty((x.data.shape[0], c, ho + 2 * halo[0], wo + 2 * halo[1], x.data.shape[4]), dtype=torch.float32)
+        ext.max_pool_blocked_out(
+            x.data, out, [*self.kernel_size, *self.stride, *self.padding, *self.dilation, *x.halo, *halo, torch.get_num_threads()]
+        )
+        blocked = Blocked(out, n, halo)
+        return blocked if self.blocked_halo is not None else blocked.to_tensor()
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+
+
+class GlobalAvgPool(BlockedModule):
+    """``nn.AdaptiveAvgPool2d(1)``: the mean of every channel, ``[N, C, 1, 1]``, read from blocked activations in place."""
+
+    def emits_blocked(self) -> bool:
+        return False
+
+    def forward(self, x: torch.Tensor | Blocked) -> torch.Tensor:
+        ext = kernels()
+        if not isinstance(x, Blocked) or ext is None:
+            return F.adaptive_avg_pool2d(as_tensor(x), 1)
+        mean = ext.mean_blocked(x.data, x.batch, x.halo[0], x.halo[1], torch.get_num_threads())
+        return mean.reshape(x.batch, -1, 1, 1)
+
+
+def pool_for(module: nn.Module) -> BlockedModule | None:
+    """The blocked-aware replacement of a pooling module, or ``None`` if there is none."""
+    if isinstance(module, nn.MaxPool2d) and not module.return_indices:
+        return MaxPool(module)
+    size = module.output_size if isinstance(module, nn.AdaptiveAvgPool2d) else None
+    if size == 1 or (isinstance(size, tuple) and size == (1, 1)):
+        return GlobalAvgPool()
+    return None

@@ -1,0 +1,145 @@
+"""Pooling on batch-blocked activations: against PyTorch's pooling, output sizes, and a
+compiled ResNet-style stem/head that stays blocked through max and average pooling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from sparseift.inference import compile
+from sparseift.inference.blocked import Blocked
+from sparseift.inference.pooling import GlobalAvgPool, MaxPool, pool_for, pooled_size
+
+from .conftest import randomise
+
+# (kernel, stride, padding, dilation, ceil_mode)
+POOLS = [
+    (3, 2, 1, 1, False),
+    (2, 2, 0, 1, False),
+    (3, 2, 1, 1, True),
+    (3, 1, 1, 2, False),
+    ((3, 2), (2, 1), (1, 0), 1, True),
+]
+
+
+def _with_junk_halo(blocked: Blocked) -> Blocked:
+    """The same activations with +inf in the halo: a pool that reads it gives wrong maxima."""
+    data = blocked.data.clone()
+    hh, hw = blocked.halo
+    interior = data[:, :, hh : data.shape[2] - hh, hw : data.shape[3] - hw].clone()
+    data.fill_(float("inf"))
+    data[:, :, hh : data.shape[2] - hh, hw : data.shape[3] - hw] = interior
+    return Blocked(data, blocked.batch, blocked.halo)
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation,ceil_mode", POOLS)
+@pytest.mark.parametrize("batch", [3, 19])
+def test_blocked_max_pool_matches_torch(ext, kernel, stride, padding, dilation, ceil_mode, batch):
+    torch.manual_seed(0)
+    x = torch.randn(batch, 5, 13, 16) - 2.0  # mostly negative: a zero from the padding would win
+    x[0, 1, 4, 5] = float("nan")
+    pool = nn.MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil_mode)
+    expected = pool(x)
+    module = MaxPool(pool)
+    module.blocked_halo = (1, 2)
+    out = module(_with_junk_halo(Blocked.from_tensor(ext, x, (2, 1))))
+    assert isinstance(out, Blocked) and out.halo == (1, 2) and out.shape == expected.shape
+    assert torch.equal(out.to_tensor().isnan(), expected.isnan())
+    assert torch.equal(out.to_tensor().nan_to_num(), expected.nan_to_num())
+    data = out.data.clone()
+    data[:, :, 1:-1, 2:-2] = 0
+    assert int(torch.count_nonzero(data)) == 0  # zero output halo
+    assert torch.equal(module(x).nan_to_num(), expected.nan_to_num())  # plain tensors: PyTorch's op
+
+
+def test_blocked_max_pool_returns_plain_tensors_unless_planned(ext):
+    x = torch.randn(9, 4, 8, 8)
+    out = MaxPool(nn.MaxPool2d(2))(Blocked.from_tensor(ext, x, (0, 0)))
+    assert isinstance(out, torch.Tensor) and torch.equal(out, F.max_pool2d(x, 2))
+
+
+@pytest.mark.parametrize("halo", [(0, 0), (1, 1), (2, 3)])
+def test_blocked_global_average_matches_torch(ext, halo):
+    x = torch.randn(ext.vector_width() + 3, 7, 5, 6)
+    out = GlobalAvgPool()(_with_junk_halo(Blocked.from_tensor(ext, x, halo)))
+    expected = F.adaptive_avg_pool2d(x, 1)
+    assert out.shape == expected.shape
+    assert float((out - expected).abs().max()) <= 1e-6
+    assert torch.equal(GlobalAvgPool()(x), expected)
+
+
+def test_pool_for_replaces_only_what_it_computes():
+    assert isinstance(pool_for(nn.MaxPool2d(3, 2, 1)), MaxPool)
+    assert isinstance(pool_for(nn.AdaptiveAvgPool2d(1)), GlobalAvgPool)
+    assert isinstance(pool_for(nn.AdaptiveAvgPool2d((1, 1))), GlobalAvgPool)
+    for other in (nn.MaxPool2d(2, return_indices=True), nn.AdaptiveAvgPool2d(2), nn.AdaptiveAvgPool2d((None, 1)),
+                  nn.AvgPool2d(2), nn.AdaptiveMaxPool2d(1), nn.ReLU()):
+        assert pool_for(other) is None
+    with pytest.raises(ValueError, match="return_indices"):
+        MaxPool(nn.MaxPool2d(2, return_indices=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(1, 40), kernel=st.integers(1, 5), stride=st.integers(1, 4), dilation=st.integers(1, 3),
+    pad_frac=st.floats(0, 1), ceil_mode=st.booleans(),
+)
+def test_pooled_size_is_torchs(size, kernel, stride, dilation, pad_frac, ceil_mode):
+    padding = min(kernel // 2, int(pad_frac * (kernel // 2 + 1)))  # PyTorch: at most half the kernel
+    if size + 2 * padding < dilation * (kernel - 1) + 1:
+        return
+    out = F.max_pool2d(torch.zeros(1, 1, size, 1), (kernel, 1), (stride, 1), (padding, 0), (dilation, 1), ceil_mode)
+    assert pooled_size(size, kernel, stride, padding, dilation, ceil_mode) == out.shape[2]
+
+
+class TinyResNet(nn.Module):
+    """torchvision's ResNet stem, one basic block and head, at a small width."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.conv_a = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn_a = nn.BatchNorm2d(width)
+        self.conv_b = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn_b = nn.BatchNorm2d(width)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        y = self.relu(self.bn_a(self.conv_a(x)))
+        x = self.relu(self.bn_b(self.conv_b(y)) + x)
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def test_compiled_resnet_stays_blocked_from_stem_to_head(ext):
+    torch.manual_seed(0)
+    sparse = {"conv1.weight": 0.5, "conv_a.weight": 0.9, "conv_b.weight": 0.9}
+    model = randomise(TinyResNet(), sparse, masks=False)
+    x = torch.randn(ext.vector_width() + 2, 3, 32, 32)
+    compiled = compile(model, x, max_density={"conv": 0.6})
+    modules = dict(compiled.module.named_modules())
+    assert isinstance(modules["maxpool"], MaxPool) and isinstance(modules["avgpool"], GlobalAvgPool)
+    assert modules["conv1"].blocked_halo == (0, 0) and modules["maxpool"].blocked_halo == (1, 1)
+    seen: dict[str, tuple[type, type]] = {}
+    hooks = [modules[name].register_forward_hook(lambda m, args, out, name=name: seen.__setitem__(name, (type(args[0]), type(out))))
+             for name in ("conv1", "maxpool", "conv_a", "conv_b", "avgpool")]
+    with torch.no_grad():
+        expected = model(x)
+        actual = compiled(x)
+    for hook in hooks:
+        hook.remove()
+    assert float((actual - expected).abs().max() / expected.abs().max()) <= 1e-4
+    assert seen["conv1"] == (torch.Tensor, Blocked)
+    assert seen["maxpool"] == (Blocked, Blocked)
+    assert seen["conv_a"] == (Blocked, Blocked) and seen["conv_b"] == (Blocked, Blocked)  # maxpool output is conv_b's residual too
+    assert seen["avgpool"] == (Blocked, torch.Tensor)
+    small = x[:2]  # below the vector width nothing is blocked, results the same
+    assert float((compiled(small) - model(small).detach()).abs().max() / model(small).detach().abs().max()) <= 1e-4
