@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from sparseift.inference import compile
+from sparseift.inference import compile, compiler
 from sparseift.inference.blocked import Blocked
 from sparseift.inference.pooling import GlobalAvgPool, MaxPool, pool_for, pooled_size
 
@@ -143,3 +143,26 @@ def test_compiled_resnet_stays_blocked_from_stem_to_head(ext):
     assert seen["avgpool"] == (Blocked, torch.Tensor)
     small = x[:2]  # below the vector width nothing is blocked, results the same
     assert float((compiled(small) - model(small).detach()).abs().max() / model(small).detach().abs().max()) <= 1e-4
+
+
+@pytest.mark.parametrize("whole_model_prefers_sparse", [True, False])
+def test_tune_settles_a_dense_stem_on_whole_model_time(ext, monkeypatch, whole_model_prefers_sparse):
+    def layer_seconds(layer, args, repeats=3):  # dense stem 10% faster alone; everything else sparse
+        if layer.plan.name == "conv1":
+            return {"sparse": 1.1, "dense": 1.0, "dense_cl": 2.0}[layer.plan.path]
+        return {"sparse": 1.0, "dense": 3.0, "dense_cl": 3.0}[layer.plan.path]
+
+    def model_seconds(compiled_model, example_inputs, repeats=2):
+        stem_sparse = compiled_model.module.conv1.plan.path == "sparse"
+        return 1.0 if stem_sparse == whole_model_prefers_sparse else 2.0
+
+    monkeypatch.setattr(compiler, "_best_seconds", layer_seconds)
+    monkeypatch.setattr(compiler, "_model_seconds", model_seconds)
+    model = randomise(TinyResNet(), {"conv_a.weight": 0.9, "conv_b.weight": 0.9}, masks=False)
+    x = torch.randn(ext.vector_width() + 2, 3, 32, 32)
+    plans = {p.name: p for p in compile(model, x, tune=True).plans}
+    assert plans["conv1"].path == ("sparse" if whole_model_prefers_sparse else "dense")
+    assert "whole model" in plans["conv1"].reason
+    assert plans["conv_a"].path == "sparse" and "whole model" not in plans["conv_a"].reason
+    small = {p.name: p for p in compile(model, x[:2], tune=True).plans}  # nothing blocked: layer times decide
+    assert small["conv1"].path == "dense" and "whole model" not in small["conv1"].reason
