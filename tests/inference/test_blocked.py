@@ -12,7 +12,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparseift.inference import compile
-from sparseift.inference.blocked import MAX_COLUMN_STRIDE, Blocked, as_tensor, sparse_conv2d_blocked
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sparseift.inference.blocked as blocked_module
+from sparseift.inference.blocked import (
+    BANDED_ROWS,
+    BAND_WEIGHT_BYTES,
+    L2_ACC_BUDGET,
+    MAX_COLUMN_STRIDE,
+    Blocked,
+    as_tensor,
+    blocked_task_shape,
+    sparse_conv2d_blocked,
+)
 from sparseift.inference.kernels import ConvGeometry, PlanCache, pack_weight
 
 from .conftest import SmallNet, randomise
@@ -37,6 +50,9 @@ def test_round_trip_keeps_values_and_zero_halo(ext, batch, halo):
         data = blocked.data.clone()
         data[:, :, halo[0] : data.shape[2] - halo[0], halo[1] : data.shape[3] - halo[1]] = 0
         assert int(torch.count_nonzero(data)) == 0  # halo and lanes past the batch are zero
+        # planes an odd number of 64-byte lines apart, so channels spread over the L1 sets
+        pitch = blocked.data.stride(1)
+        assert pitch >= blocked.data[0, 0].numel() and pitch * 4 % 64 == 0 and pitch * 4 // 64 % 2 == 1
     assert as_tensor(x) is x and as_tensor(None) is None
 
 
@@ -44,9 +60,12 @@ def test_round_trip_keeps_values_and_zero_halo(ext, batch, halo):
 BLOCKED_CONVS = [c for c in CONVS if c[3] <= MAX_COLUMN_STRIDE] + [(8, 8, 3, (2, 1), 0, 1, 1)]
 
 
+@pytest.mark.parametrize("banded", [False, True])
 @pytest.mark.parametrize("density", [0.0, 0.1, 0.5])
 @pytest.mark.parametrize("cin,cout,k,stride,padding,dilation,groups", BLOCKED_CONVS)
-def test_blocked_conv_matches_dense(ext, cin, cout, k, stride, padding, dilation, groups, density):
+def test_blocked_conv_matches_dense(ext, monkeypatch, cin, cout, k, stride, padding, dilation, groups, density, banded):
+    if banded:  # every layer's weights count as too big for the caches: tasks cover bands of rows
+        monkeypatch.setattr(blocked_module, "BAND_WEIGHT_BYTES", 0)
     stride = stride if isinstance(stride, tuple) else (stride, stride)
     x = torch.randn(2 * ext.vector_width() + 3, cin, 13, 30)
     w = torch.randn(cout, cin // groups, k, k) * (torch.rand(cout, cin // groups, k, k) < density)
@@ -64,6 +83,55 @@ def test_blocked_conv_matches_dense(ext, cin, cout, k, stride, padding, dilation
     halo = out.data.clone()
     halo[:, :, 1:-1, 2:-2] = 0
     assert int(torch.count_nonzero(halo)) == 0  # the next layer's zero padding
+
+
+def test_blocked_conv_reads_contiguous_planes_too(ext):
+    x = torch.randn(ext.vector_width() + 1, 6, 14, 14)
+    w = torch.randn(5, 6, 3, 3) * (torch.rand(5, 6, 3, 3) < 0.3)
+    padded = Blocked.from_tensor(ext, x, (1, 1))
+    dense_planes = Blocked(padded.data.contiguous(), padded.batch, padded.halo)
+    assert dense_planes.data.stride(1) != padded.data.stride(1)
+    geometry = ConvGeometry(padding=(1, 1))
+    outs = [
+        sparse_conv2d_blocked(ext, b, pack_weight(w), None, geometry, (2, 2), PlanCache(), None, False, (0, 0)).to_tensor()
+        for b in (padded, dense_planes)
+    ]
+    assert torch.equal(outs[0], outs[1])
+    assert _rel_error(outs[0], F.conv2d(x, w, padding=1)) <= RTOL
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ho=st.integers(1, 60),
+    wo=st.integers(1, 60),
+    cout=st.integers(1, 2048),
+    nonzeros=st.integers(0, 4_000_000),
+    groups=st.integers(1, 8),
+    tile=st.integers(1, 16),
+    vector=st.sampled_from([4, 8, 16]),
+    threads=st.integers(1, 8),
+)
+def test_task_shape_bands_only_streamed_weights(ho, wo, cout, nonzeros, groups, tile, vector, threads):
+    task = blocked_task_shape(ho, wo, cout, nonzeros, groups, tile, vector, threads)
+    assert 1 <= task.band <= ho and 1 <= task.rows <= cout and task.tile == tile
+    bands = -(-ho // task.band)
+    assert (bands - 1) * task.band < ho  # balanced: no empty band
+    if 8 * nonzeros <= BAND_WEIGHT_BYTES:
+        assert task.band == 1
+        return
+    columns = -(-wo // -(-wo // tile))
+    acc_row = 4 * vector * columns * min(cout, BANDED_ROWS)  # partial sums of one output row
+    if ho >= 2 and L2_ACC_BUDGET // acc_row >= 2:
+        assert task.band >= 2
+    if task.band > 1:
+        assert task.rows <= BANDED_ROWS and task.band * acc_row <= L2_ACC_BUDGET
+
+
+def test_task_shape_bands_the_wide_small_plane_layers():
+    # Sparse Wide ResNet-18 at s = 0.9, batch 64, AVX2: layer4's 1618-channel 7 x 7 convs (18.8 MB of
+    # weights) reuse them over the whole plane; layer1's 202-channel 56 x 56 convs (0.3 MB) do not band.
+    assert blocked_task_shape(7, 7, 1618, 1618 * 1456, 8, 14, 8, 2).band == 7
+    assert blocked_task_shape(56, 56, 202, 202 * 182, 8, 14, 8, 2).band == 1
 
 
 def test_blocked_conv_rejects_a_short_halo_and_wide_strides(ext):

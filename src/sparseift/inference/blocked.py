@@ -2,7 +2,9 @@
 
 A batch of ``N`` images ``[N, C, H, W]`` is held as ``data[G, C, H + 2hh, W + 2hw, V]``
 (``V`` = the kernels' vector width, ``G = ceil(N / V)``): image ``n`` is lane ``n % V`` of
-group ``n // V`` and every plane carries a zero halo ``(hh, hw)``. The sparse conv kernel
+group ``n // V`` and every plane carries a zero halo ``(hh, hw)``. Planes are
+``data.stride(1)`` floats apart, an odd number of cache lines (``blocked_empty`` in the
+kernels), so that the channels of one plane position do not all map to the same L1 sets. The sparse conv kernel
 reads it in place (one aligned vector = one input value of ``V`` images; a stride-2 conv
 reads every other vector) and writes its output, bias, residual and ReLU applied, straight
 into the next layer's blocked input with that layer's halo as padding. So between two sparse
@@ -35,13 +37,26 @@ __all__ = [
     "BlockedLayout",
     "BlockedModule",
     "MAX_COLUMN_STRIDE",
+    "TaskShape",
     "as_tensor",
     "blocked_plan",
+    "blocked_task_shape",
     "sparse_conv2d_blocked",
 ]
 
 MAX_COLUMN_STRIDE = 2
 """Largest column stride the blocked kernel reads (``MAX_STEP`` in ``csrc/sparse_conv.cpp``)."""
+
+BAND_WEIGHT_BYTES = 2 * 1024 * 1024
+"""Weight bytes (8 per non-zero) beyond which every task re-reads its channels' weights from
+memory, so that a task covers a band of output rows that reuses them. (Measured on a Zen 3:
+banding pays at 4.7 MB and more, and costs up to 15% at 1.2 MB, which the caches hold.)"""
+
+L2_ACC_BUDGET = 512 * 1024
+"""Bytes of partial sums one banded task may keep (band x channels x its columns, in L2)."""
+
+BANDED_ROWS = 128
+"""Most output channels per task when a task covers a band of output rows."""
 
 
 @dataclass(frozen=True)
@@ -111,16 +126,18 @@ class BlockedModule(nn.Module):
 
 @dataclass(frozen=True)
 class BlockedLayout:
-    """The padded plane ``hp x wp`` of a blocked input: what a weight's offsets depend on."""
+    """The padded plane ``hp x wp`` of a blocked input and the floats from one plane to the
+    next (``pitch``): what a weight's offsets depend on."""
 
     hp: int
     wp: int
+    pitch: int
 
 
 def blocked_plan(ext: ModuleType, weight: CsrWeight, geometry: ConvGeometry, layout: BlockedLayout) -> tuple[torch.Tensor, torch.Tensor]:
     """``(block_ptr, offsets)`` of ``weight`` on a blocked input of ``layout``.
 
-    Tap ``(c, kh, kw)`` is read at ``((c * hp + kh * dh) * wp + kw * dw) * V`` from its output
+    Tap ``(c, kh, kw)`` is read at ``c * pitch + (kh * dh * wp + kw * dw) * V`` from its output
     position's origin. Input channels are blocked so that what one task of ``tile`` output
     columns reads of a block (kernel rows x its column span, ``V`` floats each) fits
     :data:`~sparseift.inference.kernels.L1_BUDGET`.
@@ -128,12 +145,44 @@ def blocked_plan(ext: ModuleType, weight: CsrWeight, geometry: ConvGeometry, lay
     vector = ext.vector_width()
     (dh, dw), sw = geometry.dilation, geometry.stride[1]
     kh, kw = weight.shape[2:]
-    offsets = ((weight.channel * layout.hp + weight.tap_h * dh) * layout.wp + weight.tap_w * dw) * vector
+    offsets = weight.channel * layout.pitch + (weight.tap_h * dh * layout.wp + weight.tap_w * dw) * vector
     if offsets.numel() and int(offsets.max()) >= 2**31:
         raise ValueError(f"input too large for the sparse kernel's int32 offsets ({layout})")
     tile = tile_floats(ext) // vector
     footprint = 4 * vector * ((kh - 1) * dh + 1) * ((tile - 1) * sw + (kw - 1) * dw + 1)
     return weight.block_ptr(max(1, L1_BUDGET // footprint)), offsets.to(torch.int32)
+
+
+@dataclass(frozen=True)
+class TaskShape:
+    """What one task of the blocked kernel computes: ``band`` output rows x ``columns`` output
+    columns (in register tiles of up to ``tile`` vectors) x ``rows`` output channels."""
+
+    tile: int
+    band: int
+    rows: int
+
+
+def blocked_task_shape(
+    ho: int, wo: int, cout: int, nonzeros: int, groups: int, tile: int, vector: int, threads: int
+) -> TaskShape:
+    """The task of a blocked conv with ``ho x wo`` outputs, ``cout`` rows and ``nonzeros`` weights.
+
+    Each task streams the weights of its output channels once, so where they outgrow
+    :data:`BAND_WEIGHT_BYTES` (the wide, small-plane layers of a Sparse Wide ResNet: 18.8 MB at
+    1618 channels, s = 0.9) a task covers a band of output rows that reuses them, as many as
+    :data:`L2_ACC_BUDGET` holds partial sums for (with at most :data:`BANDED_ROWS` channels),
+    balanced over ``ho``. Rows per task then follow :func:`balanced_rows` so that every thread
+    gets :data:`TASKS_PER_THREAD` tasks where the output allows.
+    """
+    columns = -(-wo // -(-wo // tile))
+    band = 1
+    if 8 * nonzeros > BAND_WEIGHT_BYTES:
+        band = max(1, min(ho, L2_ACC_BUDGET // (4 * vector * columns * min(cout, BANDED_ROWS))))
+        band = -(-ho // -(-ho // band))
+    tiles = groups * -(-ho // band) * -(-wo // tile)
+    rows = balanced_rows(tiles, cout, threads)
+    return TaskShape(tile, band, rows if band == 1 else min(rows, BANDED_ROWS))
 
 
 def sparse_conv2d_blocked(
@@ -161,12 +210,13 @@ def sparse_conv2d_blocked(
         raise ValueError(f"input halo {x.halo} does not cover the padding {geometry.padding} / {total_pad}")
     n, _, h, w = x.shape
     ho, wo = geometry.output_size((h, w), weight.shape[2:], total_pad)
-    layout = BlockedLayout(int(x.data.shape[2]), int(x.data.shape[3]))
+    layout = BlockedLayout(int(x.data.shape[2]), int(x.data.shape[3]), int(x.data.stride(1)))
     block_ptr, offsets = cache.get(layout, lambda: blocked_plan(ext, weight, geometry, layout))
-    tile, threads, cout = tile_floats(ext) // ext.vector_width(), torch.get_num_threads(), weight.shape[0]
-    groups = int(x.data.shape[0])
-    rows = balanced_rows(groups * ho * -(-wo // tile), cout, threads)
-    out = torch.empty((groups, cout, ho + 2 * out_halo[0], wo + 2 * out_halo[1], x.data.shape[4]), dtype=torch.float32)
+    groups, cout, vector = int(x.data.shape[0]), weight.shape[0], ext.vector_width()
+    task = blocked_task_shape(
+        ho, wo, cout, weight.values.numel(), groups, tile_floats(ext) // vector, vector, torch.get_num_threads()
+    )
+    out = ext.blocked_empty(groups, cout, ho + 2 * out_halo[0], wo + 2 * out_halo[1])
     res_halo = (0, 0) if residual is None else residual.halo
     ext.sparse_conv_blocked_out(
         x.data,
@@ -176,10 +226,11 @@ def sparse_conv2d_blocked(
         _EMPTY if bias is None else bias,
         _EMPTY if residual is None else residual.data,
         out,
-        [sh, sw, x.halo[0] - ph, x.halo[1] - pw, ho, wo, *out_halo, *res_halo, tile, rows, threads],
+        [sh, sw, x.halo[0] - ph, x.halo[1] - pw, ho, wo, *out_halo, *res_halo, task.tile, task.rows, task.band, torch.get_num_threads()],
         relu,
     )
     return Blocked(out, n, out_halo)
 
 
 _EMPTY = torch.empty(0)
+

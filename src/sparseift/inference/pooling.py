@@ -54,7 +54,7 @@ class MaxPool(BlockedModule):
         n, c, h, w = x.shape
         ho, wo = (pooled_size(*args, self.ceil_mode) for args in zip((h, w), self.kernel_size, self.stride, self.padding, self.dilation))
         halo = self.blocked_halo or (0, 0)
-        out = torch.empty((x.data.shape[0], c, ho + 2 * halo[0], wo + 2 * halo[1], x.data.shape[4]), dtype=torch.float32)
+        out = ext.blocked_empty(int(x.data.shape[0]), c, ho + 2 * halo[0], wo + 2 * halo[1])
         ext.max_pool_blocked_out(
             x.data, out, [*self.kernel_size, *self.stride, *self.padding, *self.dilation, *x.halo, *halo, torch.get_num_threads()]
         )

@@ -51,7 +51,7 @@ constexpr int VW = 8;
 #else
 constexpr int VW = 4;
 #endif
-constexpr int MAX_NV = (VW == 16) ? 16 : 12;  // accumulator vectors per tile (of 32 zmm / 16 ymm registers)
+constexpr int MAX_NV = (VW == 16) ? 16 : 14;  // accumulator vectors per tile (of 32 zmm / 16 ymm: 14 + the broadcast)
 constexpr int64_t TILE = MAX_NV * VW;
 
 typedef float vec __attribute__((vector_size(VW * sizeof(float))));
@@ -67,6 +67,9 @@ struct Geometry {
   int64_t threads;                 // worker threads (torch.get_num_threads())
 };
 
+// Fully unrolled register loops (GCC would otherwise turn them into memset/memcpy through the stack).
+#define UNROLL _Pragma("GCC unroll 16")
+
 inline vec broadcast(float v) {
 #if defined(__AVX512F__)
   return reinterpret_cast<vec>(_mm512_set1_ps(v));
@@ -79,29 +82,43 @@ inline vec broadcast(float v) {
 #endif
 }
 
-// NV output vectors of one output row: acc[k] = sum over the row's non-zeros j of
-// val[j] * xt[off[j] + k * STEP * VW] (STEP = 1: consecutive vectors; 2: a stride-2 conv
-// reading batch-blocked activations).
+// One channel block of a task: for each of its `rows` output rows r, NV output vectors
+//     acc_r[k] (+)= sum over the row's non-zeros j in the block of val[j] * xt[off[j] + k * STEP * VW]
+// (non-zeros bp[r * pitch] .. bp[r * pitch + 1]; STEP = 1: consecutive vectors; 2: a stride-2
+// conv reading batch-blocked activations). acc_r = out + r * out_pitch is VW-aligned (the
+// task's partial-sum buffer); `accumulate` = false starts from zero. The accumulators stay in
+// registers from the first load to the last store; one call covers all rows, so the loop over
+// them costs no call per row.
 template <int NV, int STEP>
-void row_tile(const float* __restrict xt, const int32_t* __restrict off, const float* __restrict val,
-              int64_t begin, int64_t end, float* __restrict out, bool accumulate) {
-  if (accumulate && begin == end) return;
-  vec acc[NV];
-  for (int k = 0; k < NV; ++k) acc[k] = accumulate ? *reinterpret_cast<const vec_u*>(out + k * VW) : vec{};
-  for (int64_t j = begin; j < end; ++j) {
-    const float* p = xt + off[j];
-    const vec w = broadcast(val[j]);
-    for (int k = 0; k < NV; ++k) acc[k] += w * *reinterpret_cast<const vec_u*>(p + k * STEP * VW);
+void block_rows(const float* __restrict xt, const int32_t* __restrict off, const float* __restrict val,
+                const int64_t* __restrict bp, int64_t pitch, int64_t rows, float* __restrict out, int64_t out_pitch,
+                bool accumulate) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t begin = bp[r * pitch], end = bp[r * pitch + 1];
+    if (accumulate && begin == end) continue;
+    vec* __restrict o = reinterpret_cast<vec*>(out + r * out_pitch);
+    vec acc[NV];
+    if (accumulate) {
+      UNROLL for (int k = 0; k < NV; ++k) acc[k] = o[k];
+    } else {
+      UNROLL for (int k = 0; k < NV; ++k) acc[k] = broadcast(0.0f);
+    }
+    for (int64_t j = begin; j < end; ++j) {
+      const float* p = xt + off[j];
+      const vec w = broadcast(val[j]);
+      UNROLL for (int k = 0; k < NV; ++k) acc[k] += w * *reinterpret_cast<const vec_u*>(p + k * STEP * VW);
+    }
+    UNROLL for (int k = 0; k < NV; ++k) o[k] = acc[k];
   }
-  for (int k = 0; k < NV; ++k) *reinterpret_cast<vec_u*>(out + k * VW) = acc[k];
 }
 
-using TileFn = void (*)(const float*, const int32_t*, const float*, int64_t, int64_t, float*, bool);
+using TileFn = void (*)(const float*, const int32_t*, const float*, const int64_t*, int64_t, int64_t, float*, int64_t,
+                        bool);
 constexpr int MAX_STEP = 2;
 
 template <int STEP, int... NV>
 constexpr std::array<TileFn, sizeof...(NV)> make_tiles(std::integer_sequence<int, NV...>) {
-  return {&row_tile<NV + 1, STEP>...};
+  return {&block_rows<NV + 1, STEP>...};
 }
 // TILES[step - 1][nv - 1]
 const std::array<std::array<TileFn, MAX_NV>, MAX_STEP> TILES = {
@@ -292,12 +309,8 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
       const int64_t co0 = chunk * rows, co1 = std::min(cout, co0 + rows);
       // Channel blocks outermost: one block's slice of xt stays in L1 while every row of the
       // chunk uses it; partial sums live in `acc`.
-      for (int64_t blk = 0; blk < n_blocks; ++blk) {
-        for (int64_t co = co0; co < co1; ++co) {
-          const int64_t* ptr = bp + co * (n_blocks + 1) + blk;
-          fn(xt_tile, off, val, ptr[0], ptr[1], acc + (co - co0) * tile_len, blk > 0);
-        }
-      }
+      for (int64_t blk = 0; blk < n_blocks; ++blk)
+        fn(xt_tile, off, val, bp + co0 * (n_blocks + 1) + blk, n_blocks + 1, co1 - co0, acc, tile_len, blk > 0);
       const int64_t n0 = grp * g.lanes, valid_lanes = std::min(g.lanes, n_img - n0);
       for (int64_t co = co0; co < co1; ++co) {
         const float* tile = acc + (co - co0) * tile_len;
@@ -365,13 +378,14 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
 
 namespace {
 
-// Zero the halo of every [Hp, Wp, VW] plane of `t` around its h x w interior at (hh, hw).
-void zero_halo(float* t, int64_t planes, int64_t hp, int64_t wp, int64_t hh, int64_t hw, int64_t h, int64_t w,
-               int64_t threads) {
+// Zero the halo of every [Hp, Wp, VW] plane of `t` (`pitch` floats apart) around its h x w
+// interior at (hh, hw).
+void zero_halo(float* t, int64_t planes, int64_t pitch, int64_t hp, int64_t wp, int64_t hh, int64_t hw, int64_t h,
+               int64_t w, int64_t threads) {
   if (hh == 0 && hw == 0) return;
   parallel_tasks(threads, planes, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      float* plane = t + i * hp * wp * VW;
+      float* plane = t + i * pitch;
       std::fill(plane, plane + hh * wp * VW, 0.0f);
       std::fill(plane + (hh + h) * wp * VW, plane + hp * wp * VW, 0.0f);
       for (int64_t r = hh; r < hh + h; ++r) {
@@ -383,12 +397,32 @@ void zero_halo(float* t, int64_t planes, int64_t hp, int64_t wp, int64_t hh, int
   });
 }
 
+// Floats from one plane of a blocked tensor to the next: the plane rounded up to an odd number
+// of 64-byte lines, so that the same position of consecutive channels falls in different L1
+// sets (a 14 x 14 plane with a one-pixel halo is 8 KiB with AVX2, and the channels' slices of
+// one task would otherwise all compete for the same few sets).
+int64_t plane_pitch(int64_t hp, int64_t wp) {
+  constexpr int64_t line = 64 / sizeof(float);
+  int64_t lines = (hp * wp * VW + line - 1) / line;
+  if (lines % 2 == 0) ++lines;
+  return lines * line;
+}
+
+// A float32 [G, C, Hp, Wp, VW] tensor whose planes are plane_pitch() floats apart.
 void check_blocked(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.dim() == 5 && t.scalar_type() == torch::kFloat && t.is_contiguous() && t.size(4) == VW, name,
-              " must be a contiguous float32 [G, C, Hp, Wp, vector_width()] tensor");
+  TORCH_CHECK(t.dim() == 5 && t.scalar_type() == torch::kFloat && t.size(4) == VW && t.stride(4) == 1 &&
+                  t.stride(3) == VW && t.stride(2) == t.size(3) * VW && t.stride(1) >= t.size(2) * t.stride(2) &&
+                  t.stride(0) == t.size(1) * t.stride(1),
+              name, " must be a float32 [G, C, Hp, Wp, vector_width()] tensor with dense planes (blocked_empty)");
 }
 
 }  // namespace
+
+// An uninitialised blocked tensor [G, C, Hp, Wp, VW] with planes plane_pitch(Hp, Wp) floats apart.
+torch::Tensor blocked_empty(int64_t groups, int64_t c, int64_t hp, int64_t wp) {
+  TORCH_CHECK(groups >= 1 && c >= 1 && hp >= 1 && wp >= 1, "blocked_empty: every size must be >= 1");
+  return torch::empty({groups, c, plane_pitch(hp, wp)}, torch::kFloat).narrow(2, 0, hp * wp * VW).view({groups, c, hp, wp, VW});
+}
 
 // x [N, C, H, W] (any strides) -> [ceil(N / VW), C, H + 2 hh, W + 2 hw, VW], zero halo and
 // zero lanes past N.
@@ -397,15 +431,16 @@ torch::Tensor to_blocked(const torch::Tensor& x, int64_t hh, int64_t hw, int64_t
   TORCH_CHECK(hh >= 0 && hw >= 0, "halo must be >= 0");
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   const int64_t groups = (n + VW - 1) / VW, hp = h + 2 * hh, wp = w + 2 * hw;
-  auto out = torch::empty({groups, c, hp, wp, VW}, x.options().memory_format(torch::MemoryFormat::Contiguous));
+  auto out = blocked_empty(groups, c, hp, wp);
   float* base = out.data_ptr<float>();
+  const int64_t pitch = out.stride(1);
   const float* src = x.data_ptr<float>();
   const int64_t xs[4] = {x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
-  zero_halo(base, groups * c, hp, wp, hh, hw, h, w, threads);
+  zero_halo(base, groups * c, pitch, hp, wp, hh, hw, h, w, threads);
   parallel_tasks(threads, groups * c, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t g = i / c, ch = i % c;
-      float* plane = base + i * hp * wp * VW;
+      float* plane = base + i * pitch;
       for (int64_t lane = 0; lane < VW; ++lane) {
         const int64_t img = g * VW + lane;
         for (int64_t r = 0; r < h; ++r) {
@@ -434,7 +469,7 @@ torch::Tensor from_blocked(const torch::Tensor& xb, int64_t n, int64_t hh, int64
   parallel_tasks(threads, xb.size(0) * c, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t g = i / c, ch = i % c;
-      const float* plane = base + i * hp * wp * VW;
+      const float* plane = base + i * xb.stride(1);
       for (int64_t lane = 0; lane < VW && g * VW + lane < n; ++lane) {
         float* img = dst + ((g * VW + lane) * c + ch) * h * w;
         for (int64_t r = 0; r < h; ++r) {
@@ -468,13 +503,14 @@ void max_pool_blocked_out(const torch::Tensor& x, torch::Tensor& out, std::vecto
   TORCH_CHECK((ho - 1) * sh - ph < h && (wo - 1) * sw - pw < w && ph <= (kh - 1) * dh && pw <= (kw - 1) * dw,
               "every pooling window must overlap the image");
   float* y = out.data_ptr<float>();
-  zero_halo(y, planes, hop, wop, out_hh, out_hw, ho, wo, threads);
+  const int64_t in_pitch = x.stride(1), out_pitch = out.stride(1);
+  zero_halo(y, planes, out_pitch, hop, wop, out_hh, out_hw, ho, wo, threads);
   const float* xb = x.data_ptr<float>();
   parallel_tasks(threads, planes * ho, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t plane = task / ho, oh = task % ho;
-      const vec* src = reinterpret_cast<const vec*>(xb + (plane * hp + in_hh) * wp * VW) + in_hw;
-      vec* dst = reinterpret_cast<vec*>(y + ((plane * hop + oh + out_hh) * wop + out_hw) * VW);
+      const vec* src = reinterpret_cast<const vec*>(xb + plane * in_pitch + in_hh * wp * VW) + in_hw;
+      vec* dst = reinterpret_cast<vec*>(y + plane * out_pitch + ((oh + out_hh) * wop + out_hw) * VW);
       for (int64_t ow = 0; ow < wo; ++ow) {
         vec m = broadcast(-std::numeric_limits<float>::infinity());
         for (int64_t i = 0; i < kh; ++i) {
@@ -505,7 +541,7 @@ torch::Tensor mean_blocked(const torch::Tensor& xb, int64_t n, int64_t hh, int64
   parallel_tasks(threads, xb.size(0) * c, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t g = i / c, ch = i % c;
-      const vec* plane = reinterpret_cast<const vec*>(base + i * hp * wp * VW);
+      const vec* plane = reinterpret_cast<const vec*>(base + i * xb.stride(1));
       vec sum{};
       for (int64_t r = hh; r < hh + h; ++r)
         for (int64_t col = hw; col < hw + w; ++col) sum += plane[r * wp + col];
@@ -520,18 +556,21 @@ torch::Tensor mean_blocked(const torch::Tensor& xb, int64_t n, int64_t hh, int64
 //   zeroed here); residual: [G, Cout, Ho + 2 res_hh, Wo + 2 res_hw, VW] or empty.
 //   block_ptr, offsets, values, bias: as sparse_conv_out (offsets as above).
 //   geometry: sh, sw, oy, ox, ho, wo, out_hh, out_hw, res_hh, res_hw, tile (output columns per
-//   task, <= tile_width() / VW), rows, threads.
+//   task, <= tile_width() / VW), rows (output channels per task), band (output rows per task),
+//   threads.
 void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_ptr, const torch::Tensor& offsets,
                              const torch::Tensor& values, const torch::Tensor& bias, const torch::Tensor& residual,
                              torch::Tensor& out, std::vector<int64_t> geometry, bool relu) {
   check_blocked(x, "x");
   check_blocked(out, "out");
-  TORCH_CHECK(geometry.size() == 13, "geometry must hold 13 values (see sparse_conv.cpp)");
+  TORCH_CHECK(geometry.size() == 14, "geometry must hold 14 values (see sparse_conv.cpp)");
   const int64_t sh = geometry[0], sw = geometry[1], oy = geometry[2], ox = geometry[3], ho = geometry[4],
                 wo = geometry[5], out_hh = geometry[6], out_hw = geometry[7], res_hh = geometry[8],
-                res_hw = geometry[9], tile = geometry[10], rows_wanted = geometry[11], threads = geometry[12];
+                res_hw = geometry[9], tile = geometry[10], rows_wanted = geometry[11], band = geometry[12],
+                threads = geometry[13];
   TORCH_CHECK(sw >= 1 && sw <= MAX_STEP && sh >= 1, "blocked convs take a column stride of 1 or 2");
-  TORCH_CHECK(tile >= 1 && tile <= MAX_NV && rows_wanted >= 1, "tile must be in [1, tile_width() / VW], rows >= 1");
+  TORCH_CHECK(tile >= 1 && tile <= MAX_NV && rows_wanted >= 1 && band >= 1,
+              "tile must be in [1, tile_width() / VW], rows and band >= 1");
   TORCH_CHECK(block_ptr.dim() == 2 && block_ptr.scalar_type() == torch::kLong &&
                   offsets.scalar_type() == torch::kInt && values.scalar_type() == torch::kFloat &&
                   block_ptr.is_contiguous() && offsets.is_contiguous() && values.is_contiguous(),
@@ -550,7 +589,8 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
   }
   (void)channels;
   float* y = out.data_ptr<float>();
-  zero_halo(y, groups * cout, hop, wop, out_hh, out_hw, ho, wo, threads);
+  const int64_t out_pitch = out.stride(1), res_pitch = has_res ? residual.stride(1) : 0;
+  zero_halo(y, groups * cout, out_pitch, hop, wop, out_hh, out_hw, ho, wo, threads);
 
   const float* xb = x.data_ptr<float>();
   const int32_t* off = offsets.data_ptr<int32_t>();
@@ -561,11 +601,12 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
   const int64_t n_blocks = block_ptr.size(1) - 1;
   const int64_t n_wt = (wo + tile - 1) / tile, nv = (wo + n_wt - 1) / n_wt;  // balanced column runs
   const int64_t rows = std::min(rows_wanted, cout), n_chunks = (cout + rows - 1) / rows;
-  const int64_t group_in = x.size(1) * hp * wp * VW;
+  const int64_t group_in = x.stride(0);
   const std::array<TileFn, MAX_NV>& tiles = TILES[sw - 1];
 
-  parallel_tasks(threads, groups * ho * n_wt * n_chunks, [&](int64_t begin, int64_t end) {
-    std::vector<float> acc_buffer(rows * nv * VW + VW);
+  const int64_t n_bands = (ho + band - 1) / band;
+  parallel_tasks(threads, groups * n_bands * n_wt * n_chunks, [&](int64_t begin, int64_t end) {
+    std::vector<float> acc_buffer(band * rows * nv * VW + VW);
     float* acc = acc_buffer.data() + (VW - reinterpret_cast<uintptr_t>(acc_buffer.data()) / sizeof(float) % VW) % VW;
     for (int64_t task = begin; task < end; ++task) {
       int64_t rest = task;
@@ -573,28 +614,31 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
       rest /= n_chunks;
       const int64_t wt = rest % n_wt;
       rest /= n_wt;
-      const int64_t oh = rest % ho, g = rest / ho;
+      const int64_t oh0 = rest % n_bands * band, g = rest / n_bands, oh1 = std::min(ho, oh0 + band);
       const int64_t ow0 = wt * nv, len = std::min(nv, wo - ow0);
-      const float* xt = xb + g * group_in + ((oh * sh + oy) * wp + ow0 * sw + ox) * VW;
+      const float* xt = xb + g * group_in + ((oh0 * sh + oy) * wp + ow0 * sw + ox) * VW;
       const TileFn fn = tiles[len - 1];
-      const int64_t co0 = chunk * rows, co1 = std::min(cout, co0 + rows);
-      for (int64_t blk = 0; blk < n_blocks; ++blk) {
-        for (int64_t co = co0; co < co1; ++co) {
-          const int64_t* ptr = bp + co * (n_blocks + 1) + blk;
-          fn(xt, off, val, ptr[0], ptr[1], acc + (co - co0) * nv * VW, blk > 0);
-        }
-      }
+      const int64_t co0 = chunk * rows, co1 = std::min(cout, co0 + rows), band_acc = (co1 - co0) * nv * VW;
+      // Channel blocks outermost: a block's input rows for the whole band stay in L1 and its
+      // weights are read once per block for every output row of the band.
+      for (int64_t blk = 0; blk < n_blocks; ++blk)
+        for (int64_t oh = oh0; oh < oh1; ++oh)
+          fn(xt + (oh - oh0) * sh * wp * VW, off, val, bp + co0 * (n_blocks + 1) + blk, n_blocks + 1, co1 - co0,
+             acc + (oh - oh0) * band_acc, nv * VW, blk > 0);
       const vec floor = broadcast(relu ? 0.0f : -std::numeric_limits<float>::infinity());
-      for (int64_t co = co0; co < co1; ++co) {
-        const float* tile_co = acc + (co - co0) * nv * VW;
-        const vec bias_co = broadcast(b ? b[co] : 0.0f);
-        vec* dst = reinterpret_cast<vec*>(y + (((g * cout + co) * hop + oh + out_hh) * wop + ow0 + out_hw) * VW);
-        const vec* r = res ? reinterpret_cast<const vec*>(res + (((g * cout + co) * hrp + oh + res_hh) * wrp + ow0 + res_hw) * VW)
-                           : nullptr;
-        for (int64_t k = 0; k < len; ++k) {
-          vec v = *reinterpret_cast<const vec*>(tile_co + k * VW) + bias_co;
-          if (r) v += r[k];
-          dst[k] = v > floor ? v : floor;
+      for (int64_t oh = oh0; oh < oh1; ++oh) {
+        for (int64_t co = co0; co < co1; ++co) {
+          const float* tile_co = acc + (oh - oh0) * band_acc + (co - co0) * nv * VW;
+          const vec bias_co = broadcast(b ? b[co] : 0.0f);
+          vec* dst = reinterpret_cast<vec*>(y + (g * cout + co) * out_pitch + ((oh + out_hh) * wop + ow0 + out_hw) * VW);
+          const vec* r = res ? reinterpret_cast<const vec*>(res + (g * cout + co) * res_pitch +
+                                                            ((oh + res_hh) * wrp + ow0 + res_hw) * VW)
+                             : nullptr;
+          for (int64_t k = 0; k < len; ++k) {
+            vec v = *reinterpret_cast<const vec*>(tile_co + k * VW) + bias_co;
+            if (r) v += r[k];
+            dst[k] = v > floor ? v : floor;
+          }
         }
       }
     }
@@ -611,6 +655,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sparse_conv_out", &sparse_conv_out, "sparse conv/linear with fused bias, residual and ReLU");
   m.def("sparse_conv_blocked_out", &sparse_conv_blocked_out,
         "sparse conv with fused bias, residual and ReLU on batch-blocked activations");
+  m.def("blocked_empty", &blocked_empty, "uninitialised batch-blocked [G, C, Hp, Wp, VW] with padded plane pitch");
   m.def("to_blocked", &to_blocked, "[N, C, H, W] -> batch-blocked [G, C, Hp, Wp, VW] with a zero halo");
   m.def("from_blocked", &from_blocked, "batch-blocked -> contiguous [N, C, H, W]");
   m.def("max_pool_blocked_out", &max_pool_blocked_out, "max_pool2d on batch-blocked tensors");
