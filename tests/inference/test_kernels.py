@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sparseift.inference.kernels import (
     L1_BUDGET,
@@ -132,6 +134,35 @@ def test_linear_matches_dense(ext, shape, density):
     assert _rel_error(sparse_linear(ext, transposed, pack_weight(w), None, cache), F.linear(transposed, w)) <= RTOL
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    cout=st.integers(1, 9),
+    cin_g=st.integers(1, 9),
+    groups=st.integers(1, 3),
+    k=st.sampled_from([1, 3]),
+    density=st.floats(0.0, 1.0),
+    block=st.integers(1, 10),
+    seed=st.integers(0, 2**16),
+)
+def test_block_major_order_holds_each_rows_block_run(cout, cin_g, groups, k, density, block, seed):
+    g = torch.Generator().manual_seed(seed)
+    cout *= groups
+    w = torch.randn(cout, cin_g, k, k, generator=g) * (torch.rand(cout, cin_g, k, k, generator=g) < density)
+    csr = pack_weight(w, groups)
+    block_ptr, order = csr.block_major(block)
+    assert block_ptr.shape == (-(-cin_g // block), cout + 1)
+    assert sorted(order.tolist()) == list(range(csr.nnz))  # a permutation
+    rows = torch.repeat_interleave(torch.arange(cout), csr.row_ptr.diff())
+    for b in range(block_ptr.shape[0]):
+        for co in range(cout):
+            run = order[block_ptr[b, co] : block_ptr[b, co + 1]]
+            expected = ((rows == co) & ((csr.channel % cin_g) // block == b)).nonzero().flatten()
+            assert run.tolist() == expected.tolist()  # the row's block, in column order
+    assert int(block_ptr[0, 0]) == 0 and int(block_ptr[-1, -1]) == csr.nnz
+    plan = csr.plan(block, torch.arange(csr.nnz, dtype=torch.int32))
+    assert torch.equal(plan.values, csr.values[order]) and plan.offsets.tolist() == order.tolist()
+
+
 def test_pack_weight_by_hand():
     w = torch.tensor([[[[0.0, 2.0], [0.0, 0.0]], [[0.0, 0.0], [3.0, 0.0]]], [[[0.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 5.0]]]])
     csr = pack_weight(w)  # [Cout=2, Cin=2, 2, 2]
@@ -140,7 +171,15 @@ def test_pack_weight_by_hand():
     assert csr.channel.tolist() == [0, 1, 1]
     assert (csr.tap_h.tolist(), csr.tap_w.tolist()) == ([0, 1, 1], [1, 0, 1])
     assert csr.density == pytest.approx(3 / 16)
-    assert csr.block_ptr(1).tolist() == [[0, 1, 2], [2, 2, 3]]
+    # block-major: block 0 (channel 0) holds row 0's first non-zero, block 1 the other two
+    block_ptr, order = csr.block_major(1)
+    assert block_ptr.tolist() == [[0, 1, 1], [1, 2, 3]] and order.tolist() == [0, 1, 2]
+    block_ptr, order = csr.block_major(2)
+    assert block_ptr.tolist() == [[0, 2, 3]] and order.tolist() == [0, 1, 2]
+    # rows 0 and 1 both in channel 0, row 0 also in channel 1: block 0 takes non-zeros 0 and 2
+    mixed = pack_weight(torch.tensor([[1.0, 2.0], [3.0, 0.0]]))
+    block_ptr, order = mixed.block_major(1)
+    assert block_ptr.tolist() == [[0, 1, 2], [2, 3, 3]] and order.tolist() == [0, 2, 1]
     # one image, stride 1, plane Hq x Wq = 3 x 4: offset = (c * Hq + kh) * Wq + kw
     flat = Layout(ho=2, wo=3, hq=3, wq=4, phases=1, lanes=1, shifts=1, copy=1000)
     assert csr.offsets(ConvGeometry(), flat).tolist() == [1, 16, 17]

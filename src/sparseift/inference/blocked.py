@@ -27,6 +27,7 @@ from sparseift.inference.kernels import (
     L1_BUDGET,
     ConvGeometry,
     CsrWeight,
+    KernelPlan,
     PlanCache,
     balanced_rows,
     tile_floats,
@@ -134,8 +135,8 @@ class BlockedLayout:
     pitch: int
 
 
-def blocked_plan(ext: ModuleType, weight: CsrWeight, geometry: ConvGeometry, layout: BlockedLayout) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(block_ptr, offsets)`` of ``weight`` on a blocked input of ``layout``.
+def blocked_plan(ext: ModuleType, weight: CsrWeight, geometry: ConvGeometry, layout: BlockedLayout) -> KernelPlan:
+    """The :class:`~sparseift.inference.kernels.KernelPlan` of ``weight`` on a blocked input of ``layout``.
 
     Tap ``(c, kh, kw)`` is read at ``c * pitch + (kh * dh * wp + kw * dw) * V`` from its output
     position's origin. Input channels are blocked so that what one task of ``tile`` output
@@ -150,7 +151,7 @@ def blocked_plan(ext: ModuleType, weight: CsrWeight, geometry: ConvGeometry, lay
         raise ValueError(f"input too large for the sparse kernel's int32 offsets ({layout})")
     tile = tile_floats(ext) // vector
     footprint = 4 * vector * ((kh - 1) * dh + 1) * ((tile - 1) * sw + (kw - 1) * dw + 1)
-    return weight.block_ptr(max(1, L1_BUDGET // footprint)), offsets.to(torch.int32)
+    return weight.plan(max(1, L1_BUDGET // footprint), offsets.to(torch.int32))
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ def sparse_conv2d_blocked(
     n, _, h, w = x.shape
     ho, wo = geometry.output_size((h, w), weight.shape[2:], total_pad)
     layout = BlockedLayout(int(x.data.shape[2]), int(x.data.shape[3]), int(x.data.stride(1)))
-    block_ptr, offsets = cache.get(layout, lambda: blocked_plan(ext, weight, geometry, layout))
+    plan = cache.get(layout, lambda: blocked_plan(ext, weight, geometry, layout))
     groups, cout, vector = int(x.data.shape[0]), weight.shape[0], ext.vector_width()
     task = blocked_task_shape(
         ho, wo, cout, weight.values.numel(), groups, tile_floats(ext) // vector, vector, torch.get_num_threads()
@@ -220,9 +221,7 @@ def sparse_conv2d_blocked(
     res_halo = (0, 0) if residual is None else residual.halo
     ext.sparse_conv_blocked_out(
         x.data,
-        block_ptr,
-        offsets,
-        weight.values,
+        *plan,
         _EMPTY if bias is None else bias,
         _EMPTY if residual is None else residual.data,
         out,

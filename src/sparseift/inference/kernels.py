@@ -19,12 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import NamedTuple
 
 import torch
 
 __all__ = [
     "ConvGeometry",
     "CsrWeight",
+    "KernelPlan",
     "Layout",
     "PlanCache",
     "balanced_rows",
@@ -53,6 +55,15 @@ class ConvGeometry:
             (n + p - d * (k - 1) - 1) // s + 1
             for n, p, d, k, s in zip(size, total_pad, self.dilation, kernel, self.stride)
         )
+
+
+class KernelPlan(NamedTuple):
+    """A weight as the kernels read it for one input layout: non-zeros block-major (see
+    :meth:`CsrWeight.block_major`), each with its int32 offset into the input buffer."""
+
+    block_ptr: torch.Tensor  # int64 [B, Cout + 1]
+    offsets: torch.Tensor  # int32 [nnz]
+    values: torch.Tensor  # float32 [nnz]
 
 
 @dataclass
@@ -87,16 +98,30 @@ class CsrWeight:
         dense[rows, cols] = self.values
         return dense.reshape(self.shape)
 
-    def block_ptr(self, block: int) -> torch.Tensor:
-        """int64 ``[Cout, B + 1]``: row ``co``'s non-zeros of local input channels
-        ``[b * block, (b + 1) * block)`` are ``[ptr[co, b], ptr[co, b + 1])``."""
+    def block_major(self, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The non-zeros reordered channel block by channel block: ``(block_ptr, order)``.
+
+        ``order`` (int64 ``[nnz]``) lists the non-zeros block-major (block ``b`` of local input
+        channels ``[b * block, (b + 1) * block)``, then row, then column), and in that order row
+        ``co``'s non-zeros of block ``b`` are ``[block_ptr[b, co], block_ptr[b, co + 1])``
+        (int64 ``[B, Cout + 1]``). A task sweeping its rows through one block then reads one
+        contiguous run of weights instead of ``Cout`` short runs far apart.
+        """
         cout, cin_g = self.shape[0], self.shape[1]
         n_blocks = -(-cin_g // block)
         rows = torch.repeat_interleave(torch.arange(cout), self.row_ptr.diff())
-        key = rows * n_blocks + (self.channel % cin_g) // block
-        counts = torch.bincount(key, minlength=cout * n_blocks).reshape(cout, n_blocks)
-        starts = self.row_ptr[:-1, None]
-        return torch.cat([starts, starts + counts.cumsum(1)], dim=1).contiguous()
+        key = (self.channel % cin_g) // block * cout + rows
+        order = torch.sort(key, stable=True).indices
+        counts = torch.bincount(key, minlength=n_blocks * cout)
+        ends = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        starts = torch.arange(n_blocks)[:, None] * cout + torch.arange(cout + 1)
+        return ends[starts].contiguous(), order
+
+    def plan(self, block: int, offsets: torch.Tensor) -> KernelPlan:
+        """The :class:`KernelPlan` of this weight with input channel blocks of ``block`` and the
+        non-zeros' int32 ``offsets`` (in CSR order) into the kernel's input buffer."""
+        block_ptr, order = self.block_major(block)
+        return KernelPlan(block_ptr, offsets[order].contiguous(), self.values[order].contiguous())
 
     def offsets(self, geometry: ConvGeometry, layout: Layout) -> torch.Tensor:
         """int32 offsets of every non-zero into the phase buffer of ``layout``."""
@@ -224,23 +249,23 @@ def tile_floats(ext: ModuleType) -> int:
 
 
 class PlanCache:
-    """Per input layout (:class:`Layout` or a batch-blocked one): offsets and channel-block
-    pointers of one weight, built once."""
+    """Per input layout (:class:`Layout` or a batch-blocked one): the :class:`KernelPlan` of one
+    weight, built once."""
 
     def __init__(self) -> None:
-        self.by_layout: dict[Hashable, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.by_layout: dict[Hashable, KernelPlan] = {}
 
-    def get(self, layout: Hashable, build: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(block_ptr, offsets)`` for ``layout``; ``build()`` makes them on the first call."""
+    def get(self, layout: Hashable, build: Callable[[], KernelPlan]) -> KernelPlan:
+        """The plan for ``layout``; ``build()`` makes it on the first call."""
         if layout not in self.by_layout:
             self.by_layout[layout] = build()
         return self.by_layout[layout]
 
 
-def phase_plan(ext: ModuleType, weight: CsrWeight, geometry: ConvGeometry, layout: Layout) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(block_ptr, offsets)`` of ``weight`` read from the phase buffer of ``layout``."""
+def phase_plan(ext: ModuleType, weight: CsrWeight, geometry: ConvGeometry, layout: Layout) -> KernelPlan:
+    """The :class:`KernelPlan` of ``weight`` read from the phase buffer of ``layout``."""
     block = block_channels(tile_floats(ext), layout, geometry, weight.shape[2:])
-    return weight.block_ptr(block), weight.offsets(geometry, layout)
+    return weight.plan(block, weight.offsets(geometry, layout))
 
 
 def _run(
@@ -263,7 +288,6 @@ def _run(
     ext.sparse_conv_out(
         x.float(),
         *cache.get(layout, lambda: phase_plan(ext, weight, geometry, layout)),
-        weight.values,
         _EMPTY if bias is None else bias,
         _EMPTY if residual is None else residual.float(),
         out,

@@ -10,8 +10,9 @@
 // offset from q = (oh * Wq + ow) * L + l:
 //     offset = k * copy + (((c * P + p) * Hq + ah) * Wq + aw - k) * L,
 //     ah = (kh * dh) / sh,  aw = (kw * dw) / sw,  k = aw if S > 1 else 0.
-// A conv is then a sparse matrix (CSR over output channels; column = offset) times
-// contiguous runs of q:  y[co, q] = sum_j val_j * xt[off_j + q].
+// A conv is then a sparse matrix (column = offset; non-zeros stored input-channel block by
+// block, and row by row within a block) times contiguous runs of q:
+//     y[co, q] = sum_j val_j * xt[off_j + q].
 // Each task keeps a tile of TILE = NV * VW consecutive q in vector registers, broadcasts
 // one non-zero at a time and FMAs a contiguous load: zeros are never touched. Input
 // channels are processed in blocks whose slice of xt stays in L1 (partial sums of the task's
@@ -84,17 +85,16 @@ inline vec broadcast(float v) {
 
 // One channel block of a task: for each of its `rows` output rows r, NV output vectors
 //     acc_r[k] (+)= sum over the row's non-zeros j in the block of val[j] * xt[off[j] + k * STEP * VW]
-// (non-zeros bp[r * pitch] .. bp[r * pitch + 1]; STEP = 1: consecutive vectors; 2: a stride-2
-// conv reading batch-blocked activations). acc_r = out + r * out_pitch is VW-aligned (the
+// (non-zeros bp[r] .. bp[r + 1], so the block's rows read one contiguous run of weights;
+// STEP = 1: consecutive vectors; 2: a stride-2 conv reading batch-blocked activations). acc_r = out + r * out_pitch is VW-aligned (the
 // task's partial-sum buffer); `accumulate` = false starts from zero. The accumulators stay in
 // registers from the first load to the last store; one call covers all rows, so the loop over
 // them costs no call per row.
 template <int NV, int STEP>
 void block_rows(const float* __restrict xt, const int32_t* __restrict off, const float* __restrict val,
-                const int64_t* __restrict bp, int64_t pitch, int64_t rows, float* __restrict out, int64_t out_pitch,
-                bool accumulate) {
+                const int64_t* __restrict bp, int64_t rows, float* __restrict out, int64_t out_pitch, bool accumulate) {
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t begin = bp[r * pitch], end = bp[r * pitch + 1];
+    const int64_t begin = bp[r], end = bp[r + 1];
     if (accumulate && begin == end) continue;
     vec* __restrict o = reinterpret_cast<vec*>(out + r * out_pitch);
     vec acc[NV];
@@ -112,8 +112,7 @@ void block_rows(const float* __restrict xt, const int32_t* __restrict off, const
   }
 }
 
-using TileFn = void (*)(const float*, const int32_t*, const float*, const int64_t*, int64_t, int64_t, float*, int64_t,
-                        bool);
+using TileFn = void (*)(const float*, const int32_t*, const float*, const int64_t*, int64_t, float*, int64_t, bool);
 constexpr int MAX_STEP = 2;
 
 template <int STEP, int... NV>
@@ -217,9 +216,9 @@ void to_phase_layout(const float* x, const int64_t* xs, int64_t n_img, int64_t n
 }  // namespace
 
 // y = act(sparse_conv(x) + bias + residual), written into `out`.
-//   x: [N, C, H, W] float32, any strides.  block_ptr: [Cout, B + 1] int64, the non-zeros of
-//   row co and input-channel block b are [block_ptr[co, b], block_ptr[co, b + 1]) (CSR
-//   split by channel blocks).  offsets: [nnz] int32 (phase-layout offsets, see top).
+//   x: [N, C, H, W] float32, any strides.  block_ptr: [B, Cout + 1] int64, the non-zeros of
+//   input-channel block b and row co are [block_ptr[b, co], block_ptr[b, co + 1]) (stored
+//   block-major).  offsets: [nnz] int32 (phase-layout offsets, see top).
 //   values: [nnz] float32.  bias: [Cout] or empty.  residual: out's shape or empty.
 //   out: [N, Cout, Ho, Wo] float32, any strides.  geometry: sh, sw, ph, pw, dh, dw, ho, wo,
 //   hq, wq, phases, lanes, shifts, copy, rows, tile, threads (see top and Geometry; computed by
@@ -232,7 +231,7 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
   TORCH_CHECK(block_ptr.dim() == 2 && block_ptr.scalar_type() == torch::kLong &&
                   offsets.scalar_type() == torch::kInt && values.scalar_type() == torch::kFloat &&
                   block_ptr.is_contiguous() && offsets.is_contiguous() && values.is_contiguous(),
-              "block_ptr (int64 [Cout, blocks + 1]), offsets (int32) and values (float32) must be contiguous");
+              "block_ptr (int64 [blocks, Cout + 1]), offsets (int32) and values (float32) must be contiguous");
   TORCH_CHECK(geometry.size() == 17, "geometry must hold 17 values (see sparse_conv.cpp)");
   const Geometry g{geometry[0],  geometry[1],  geometry[2],  geometry[3],  geometry[4],  geometry[5],
                    geometry[6],  geometry[7],  geometry[8],  geometry[9],  geometry[10], geometry[11],
@@ -242,7 +241,7 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
               "tile must be a multiple of the vector width and of lanes, at most tile_width()");
   const int64_t tile_len = g.tile;
   const int64_t n_img = x.size(0), channels = x.size(1), h = x.size(2), w = x.size(3);
-  const int64_t cout = block_ptr.size(0);
+  const int64_t cout = block_ptr.size(1) - 1;
   TORCH_CHECK(out.size(0) == n_img && out.size(1) == cout && out.size(2) == g.ho && out.size(3) == g.wo,
               "out has the wrong shape");
   TORCH_CHECK(g.lanes >= 1 && g.shifts >= 1, "lanes and shifts must be >= 1");
@@ -294,7 +293,7 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
   const int64_t outer = n_groups * n_qt;
   const int64_t rows = std::min(g.rows, cout);
   const int64_t n_chunks = (cout + rows - 1) / rows;
-  const int64_t n_blocks = block_ptr.size(1) - 1;
+  const int64_t n_blocks = block_ptr.size(0);
   const int64_t* bp = block_ptr.data_ptr<int64_t>();
 
   parallel_tasks(g.threads, outer * n_chunks, [&](int64_t begin, int64_t end) {
@@ -310,7 +309,7 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
       // Channel blocks outermost: one block's slice of xt stays in L1 while every row of the
       // chunk uses it; partial sums live in `acc`.
       for (int64_t blk = 0; blk < n_blocks; ++blk)
-        fn(xt_tile, off, val, bp + co0 * (n_blocks + 1) + blk, n_blocks + 1, co1 - co0, acc, tile_len, blk > 0);
+        fn(xt_tile, off, val, bp + blk * (cout + 1) + co0, co1 - co0, acc, tile_len, blk > 0);
       const int64_t n0 = grp * g.lanes, valid_lanes = std::min(g.lanes, n_img - n0);
       for (int64_t co = co0; co < co1; ++co) {
         const float* tile = acc + (co - co0) * tile_len;
@@ -574,9 +573,9 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
   TORCH_CHECK(block_ptr.dim() == 2 && block_ptr.scalar_type() == torch::kLong &&
                   offsets.scalar_type() == torch::kInt && values.scalar_type() == torch::kFloat &&
                   block_ptr.is_contiguous() && offsets.is_contiguous() && values.is_contiguous(),
-              "block_ptr (int64 [Cout, blocks + 1]), offsets (int32) and values (float32) must be contiguous");
+              "block_ptr (int64 [blocks, Cout + 1]), offsets (int32) and values (float32) must be contiguous");
   const int64_t groups = x.size(0), channels = x.size(1), hp = x.size(2), wp = x.size(3);
-  const int64_t cout = block_ptr.size(0), hop = out.size(2), wop = out.size(3);
+  const int64_t cout = block_ptr.size(1) - 1, hop = out.size(2), wop = out.size(3);
   TORCH_CHECK(out.size(0) == groups && out.size(1) == cout && hop == ho + 2 * out_hh && wop == wo + 2 * out_hw,
               "out has the wrong shape");
   TORCH_CHECK(oy >= 0 && ox >= 0 && (ho - 1) * sh + oy < hp && (wo - 1) * sw + ox < wp, "input halo too small");
@@ -598,7 +597,7 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
   const float* b = bias.numel() > 0 ? bias.data_ptr<float>() : nullptr;
   const float* res = has_res ? residual.data_ptr<float>() : nullptr;
   const int64_t* bp = block_ptr.data_ptr<int64_t>();
-  const int64_t n_blocks = block_ptr.size(1) - 1;
+  const int64_t n_blocks = block_ptr.size(0);
   const int64_t n_wt = (wo + tile - 1) / tile, nv = (wo + n_wt - 1) / n_wt;  // balanced column runs
   const int64_t rows = std::min(rows_wanted, cout), n_chunks = (cout + rows - 1) / rows;
   const int64_t group_in = x.stride(0);
@@ -623,7 +622,7 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
       // weights are read once per block for every output row of the band.
       for (int64_t blk = 0; blk < n_blocks; ++blk)
         for (int64_t oh = oh0; oh < oh1; ++oh)
-          fn(xt + (oh - oh0) * sh * wp * VW, off, val, bp + co0 * (n_blocks + 1) + blk, n_blocks + 1, co1 - co0,
+          fn(xt + (oh - oh0) * sh * wp * VW, off, val, bp + blk * (cout + 1) + co0, co1 - co0,
              acc + (oh - oh0) * band_acc, nv * VW, blk > 0);
       const vec floor = broadcast(relu ? 0.0f : -std::numeric_limits<float>::infinity());
       for (int64_t oh = oh0; oh < oh1; ++oh) {
