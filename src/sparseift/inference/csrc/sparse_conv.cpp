@@ -125,8 +125,9 @@ const std::array<std::array<TileFn, MAX_NV>, MAX_STEP> TILES = {
     make_tiles<2>(std::make_integer_sequence<int, MAX_NV>{})};
 
 // f(begin, end) over [0, n) on `threads` threads, chunks handed out dynamically.
-// Plain std::thread: an extension built with -fopenmp links the system OpenMP runtime, not the
-// one bundled with torch, and at::parallel_for regions compiled into it ran on one thread.
+// Plain std::threads: at::parallel_for (built with -fopenmp, binding to torch's libgomp) ran a
+// 90-channel 56 x 56 conv at batch 1 in 7.0 ms on 2 Zen 3 cores vs 3.3 ms here, under libgomp's
+// default wait policy (OMP_WAIT_POLICY=PASSIVE made both 3.3 ms).
 template <class F>
 void parallel_tasks(int64_t threads_wanted, int64_t n, const F& f) {
   const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(threads_wanted, n));
