@@ -409,6 +409,13 @@ int64_t plane_pitch(int64_t hp, int64_t wp) {
 }
 
 // A float32 [G, C, Hp, Wp, VW] tensor whose planes are plane_pitch() floats apart.
+// Prefetch the cache lines of `vectors` consecutive vectors from p (WRITE: for a store).
+template <bool WRITE>
+inline void prefetch_run(const float* p, int64_t vectors) {
+  const char* bytes = reinterpret_cast<const char*>(p);
+  for (int64_t at = 0; at < vectors * VW * static_cast<int64_t>(sizeof(float)); at += 64) __builtin_prefetch(bytes + at, WRITE, 3);
+}
+
 void check_blocked(const torch::Tensor& t, const char* name) {
   TORCH_CHECK(t.dim() == 5 && t.scalar_type() == torch::kFloat && t.size(4) == VW && t.stride(4) == 1 &&
                   t.stride(3) == VW && t.stride(2) == t.size(3) * VW && t.stride(1) >= t.size(2) * t.stride(2) &&
@@ -621,19 +628,32 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
       const int64_t co0 = chunk * rows, co1 = std::min(cout, co0 + rows), band_acc = (co1 - co0) * nv * VW;
       // Channel blocks outermost: a block's input rows for the whole band stay in L1 and its
       // weights are read once per block for every output row of the band.
-      for (int64_t blk = 0; blk < n_blocks; ++blk)
+      auto dst_at = [&](int64_t oh, int64_t co) {
+        return y + (g * cout + co) * out_pitch + ((oh + out_hh) * wop + ow0 + out_hw) * VW;
+      };
+      auto res_at = [&](int64_t oh, int64_t co) {
+        return res + (g * cout + co) * res_pitch + ((oh + res_hh) * wrp + ow0 + res_hw) * VW;
+      };
+      for (int64_t blk = 0; blk < n_blocks; ++blk) {
+        if (blk + 1 == n_blocks) {  // the epilogue's lines (from memory: a batch's activations
+          for (int64_t oh = oh0; oh < oh1; ++oh) {  // outgrow the caches) arrive during the last block
+            for (int64_t co = co0; co < co1; ++co) {
+              prefetch_run<true>(dst_at(oh, co), len);
+              if (res) prefetch_run<false>(res_at(oh, co), len);
+            }
+          }
+        }
         for (int64_t oh = oh0; oh < oh1; ++oh)
           fn(xt + (oh - oh0) * sh * wp * VW, off, val, bp + blk * (cout + 1) + co0, co1 - co0,
              acc + (oh - oh0) * band_acc, nv * VW, blk > 0);
+      }
       const vec floor = broadcast(relu ? 0.0f : -std::numeric_limits<float>::infinity());
       for (int64_t oh = oh0; oh < oh1; ++oh) {
         for (int64_t co = co0; co < co1; ++co) {
           const float* tile_co = acc + (oh - oh0) * band_acc + (co - co0) * nv * VW;
           const vec bias_co = broadcast(b ? b[co] : 0.0f);
-          vec* dst = reinterpret_cast<vec*>(y + (g * cout + co) * out_pitch + ((oh + out_hh) * wop + ow0 + out_hw) * VW);
-          const vec* r = res ? reinterpret_cast<const vec*>(res + (g * cout + co) * res_pitch +
-                                                            ((oh + res_hh) * wrp + ow0 + res_hw) * VW)
-                             : nullptr;
+          vec* dst = reinterpret_cast<vec*>(dst_at(oh, co));
+          const vec* r = res ? reinterpret_cast<const vec*>(res_at(oh, co)) : nullptr;
           for (int64_t k = 0; k < len; ++k) {
             vec v = *reinterpret_cast<const vec*>(tile_co + k * VW) + bias_co;
             if (r) v += r[k];
