@@ -213,10 +213,8 @@ def sparse_conv2d_blocked(
     ho, wo = geometry.output_size((h, w), weight.shape[2:], total_pad)
     layout = BlockedLayout(int(x.data.shape[2]), int(x.data.shape[3]), int(x.data.stride(1)))
     plan = cache.get(layout, lambda: blocked_plan(ext, weight, geometry, layout))
-    groups, cout, vector = int(x.data.shape[0]), weight.shape[0], ext.vector_width()
-    task = blocked_task_shape(
-        ho, wo, cout, weight.values.numel(), groups, tile_floats(ext) // vector, vector, torch.get_num_threads()
-    )
+    groups, cout, vector, threads = int(x.data.shape[0]), weight.shape[0], ext.vector_width(), torch.get_num_threads()
+    task = blocked_task_shape(ho, wo, cout, weight.nnz, groups, tile_floats(ext) // vector, vector, threads)
     out = ext.blocked_empty(groups, cout, ho + 2 * out_halo[0], wo + 2 * out_halo[1])
     res_halo = (0, 0) if residual is None else residual.halo
     ext.sparse_conv_blocked_out(
@@ -225,7 +223,7 @@ def sparse_conv2d_blocked(
         _EMPTY if bias is None else bias,
         _EMPTY if residual is None else residual.data,
         out,
-        [sh, sw, x.halo[0] - ph, x.halo[1] - pw, ho, wo, *out_halo, *res_halo, task.tile, task.rows, task.band, torch.get_num_threads()],
+        [sh, sw, x.halo[0] - ph, x.halo[1] - pw, ho, wo, *out_halo, *res_halo, task.tile, task.rows, task.band, threads],
         relu,
     )
     return Blocked(out, n, out_halo)
