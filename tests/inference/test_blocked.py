@@ -9,13 +9,12 @@ import pickle
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from sparseift.inference import compile
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 import sparseift.inference.blocked as blocked_module
+from sparseift.inference import compile
 from sparseift.inference.blocked import (
     BANDED_ROWS,
     BAND_WEIGHT_BYTES,

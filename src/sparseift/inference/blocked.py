@@ -4,10 +4,10 @@ A batch of ``N`` images ``[N, C, H, W]`` is held as ``data[G, C, H + 2hh, W + 2h
 (``V`` = the kernels' vector width, ``G = ceil(N / V)``): image ``n`` is lane ``n % V`` of
 group ``n // V`` and every plane carries a zero halo ``(hh, hw)``. Planes are
 ``data.stride(1)`` floats apart, an odd number of cache lines (``blocked_empty`` in the
-kernels), so that the channels of one plane position do not all map to the same L1 sets. The sparse conv kernel
-reads it in place (one aligned vector = one input value of ``V`` images; a stride-2 conv
-reads every other vector) and writes its output, bias, residual and ReLU applied, straight
-into the next layer's blocked input with that layer's halo as padding. So between two sparse
+kernels), so that the channels of one plane position do not all map to the same L1 sets.
+The sparse conv kernel reads it in place (one aligned vector = one input value of ``V``
+images; a stride-2 conv reads every other vector) and writes its output, bias, residual and
+ReLU applied, straight into the next layer's blocked input with that layer's halo as padding. So between two sparse
 convs there is no input rewrite and no output scatter; conversions happen only where a
 dense or non-conv op needs a plain tensor (:func:`as_tensor`). The kernel side is in
 ``csrc/sparse_conv.cpp`` ("Batch-blocked activations").
@@ -156,8 +156,8 @@ def blocked_plan(ext: ModuleType, weight: CsrWeight, geometry: ConvGeometry, lay
 
 @dataclass(frozen=True)
 class TaskShape:
-    """What one task of the blocked kernel computes: ``band`` output rows x ``columns`` output
-    columns (in register tiles of up to ``tile`` vectors) x ``rows`` output channels."""
+    """What one task of the blocked kernel computes: ``band`` output rows x one run of at most
+    ``tile`` output columns (one register tile) x ``rows`` output channels."""
 
     tile: int
     band: int
@@ -230,4 +230,3 @@ def sparse_conv2d_blocked(
 
 
 _EMPTY = torch.empty(0)
-

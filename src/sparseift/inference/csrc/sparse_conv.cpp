@@ -86,8 +86,9 @@ inline vec broadcast(float v) {
 // One channel block of a task: for each of its `rows` output rows r, NV output vectors
 //     acc_r[k] (+)= sum over the row's non-zeros j in the block of val[j] * xt[off[j] + k * STEP * VW]
 // (non-zeros bp[r] .. bp[r + 1], so the block's rows read one contiguous run of weights;
-// STEP = 1: consecutive vectors; 2: a stride-2 conv reading batch-blocked activations). acc_r = out + r * out_pitch is VW-aligned (the
-// task's partial-sum buffer); `accumulate` = false starts from zero. The accumulators stay in
+// STEP = 1: consecutive vectors; 2: a stride-2 conv reading batch-blocked activations).
+// acc_r = out + r * out_pitch is VW-aligned (the task's partial-sum buffer); `accumulate` =
+// false starts from zero. The accumulators stay in
 // registers from the first load to the last store; one call covers all rows, so the loop over
 // them costs no call per row.
 template <int NV, int STEP>
@@ -408,14 +409,16 @@ int64_t plane_pitch(int64_t hp, int64_t wp) {
   return lines * line;
 }
 
-// A float32 [G, C, Hp, Wp, VW] tensor whose planes are plane_pitch() floats apart.
 // Prefetch the cache lines of `vectors` consecutive vectors from p (WRITE: for a store).
 template <bool WRITE>
 inline void prefetch_run(const float* p, int64_t vectors) {
   const char* bytes = reinterpret_cast<const char*>(p);
-  for (int64_t at = 0; at < vectors * VW * static_cast<int64_t>(sizeof(float)); at += 64) __builtin_prefetch(bytes + at, WRITE, 3);
+  const int64_t size = vectors * VW * static_cast<int64_t>(sizeof(float));
+  for (int64_t at = 0; at < size; at += 64) __builtin_prefetch(bytes + at, WRITE, 3);
 }
 
+// A float32 [G, C, Hp, Wp, VW] tensor of dense [Hp, Wp, VW] planes, stride(1) floats apart
+// (plane_pitch() for those made by blocked_empty; a contiguous tensor is fine too).
 void check_blocked(const torch::Tensor& t, const char* name) {
   TORCH_CHECK(t.dim() == 5 && t.scalar_type() == torch::kFloat && t.size(4) == VW && t.stride(4) == 1 &&
                   t.stride(3) == VW && t.stride(2) == t.size(3) * VW && t.stride(1) >= t.size(2) * t.stride(2) &&
@@ -473,10 +476,11 @@ torch::Tensor from_blocked(const torch::Tensor& xb, int64_t n, int64_t hh, int64
   auto out = torch::empty({n, c, h, w}, xb.options());
   float* dst = out.data_ptr<float>();
   const float* base = xb.data_ptr<float>();
+  const int64_t pitch = xb.stride(1);
   parallel_tasks(threads, xb.size(0) * c, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t g = i / c, ch = i % c;
-      const float* plane = base + i * xb.stride(1);
+      const float* plane = base + i * pitch;
       for (int64_t lane = 0; lane < VW && g * VW + lane < n; ++lane) {
         float* img = dst + ((g * VW + lane) * c + ch) * h * w;
         for (int64_t r = 0; r < h; ++r) {
@@ -545,10 +549,11 @@ torch::Tensor mean_blocked(const torch::Tensor& xb, int64_t n, int64_t hh, int64
   float* dst = out.data_ptr<float>();
   const float* base = xb.data_ptr<float>();
   const float scale = 1.0f / static_cast<float>(h * w);
+  const int64_t pitch = xb.stride(1);
   parallel_tasks(threads, xb.size(0) * c, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t g = i / c, ch = i % c;
-      const vec* plane = reinterpret_cast<const vec*>(base + i * xb.stride(1));
+      const vec* plane = reinterpret_cast<const vec*>(base + i * pitch);
       vec sum{};
       for (int64_t r = hh; r < hh + h; ++r)
         for (int64_t col = hw; col < hw + w; ++col) sum += plane[r * wp + col];
@@ -626,23 +631,26 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
       const float* xt = xb + g * group_in + ((oh0 * sh + oy) * wp + ow0 * sw + ox) * VW;
       const TileFn fn = tiles[len - 1];
       const int64_t co0 = chunk * rows, co1 = std::min(cout, co0 + rows), band_acc = (co1 - co0) * nv * VW;
-      // Channel blocks outermost: a block's input rows for the whole band stay in L1 and its
-      // weights are read once per block for every output row of the band.
       auto dst_at = [&](int64_t oh, int64_t co) {
         return y + (g * cout + co) * out_pitch + ((oh + out_hh) * wop + ow0 + out_hw) * VW;
       };
       auto res_at = [&](int64_t oh, int64_t co) {
         return res + (g * cout + co) * res_pitch + ((oh + res_hh) * wrp + ow0 + res_hw) * VW;
       };
-      for (int64_t blk = 0; blk < n_blocks; ++blk) {
-        if (blk + 1 == n_blocks) {  // the epilogue's lines (from memory: a batch's activations
-          for (int64_t oh = oh0; oh < oh1; ++oh) {  // outgrow the caches) arrive during the last block
-            for (int64_t co = co0; co < co1; ++co) {
-              prefetch_run<true>(dst_at(oh, co), len);
-              if (res) prefetch_run<false>(res_at(oh, co), len);
-            }
+      // The epilogue's lines come from memory (a batch's activations outgrow the caches):
+      // requested before the last channel block, they arrive while it computes.
+      auto prefetch_epilogue = [&] {
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
+          for (int64_t co = co0; co < co1; ++co) {
+            prefetch_run<true>(dst_at(oh, co), len);
+            if (res) prefetch_run<false>(res_at(oh, co), len);
           }
         }
+      };
+      // Channel blocks outermost: a block's input rows for the whole band stay in L1 and its
+      // weights are read once per block for every output row of the band.
+      for (int64_t blk = 0; blk < n_blocks; ++blk) {
+        if (blk + 1 == n_blocks) prefetch_epilogue();
         for (int64_t oh = oh0; oh < oh1; ++oh)
           fn(xt + (oh - oh0) * sh * wp * VW, off, val, bp + blk * (cout + 1) + co0, co1 - co0,
              acc + (oh - oh0) * band_acc, nv * VW, blk > 0);
