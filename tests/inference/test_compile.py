@@ -11,6 +11,8 @@ from torch import nn
 
 import sparseift
 from sparseift.inference import MAX_DENSITY, InferenceLayer, _ext, compile, max_relative_error
+from sparseift.inference.layers import PATHS, path_unsupported
+from sparseift.transforms.layers import describe
 from tests.inference.conftest import SmallMLP, SmallNet, randomise
 
 RTOL = 1e-4
@@ -188,8 +190,10 @@ def test_tune_times_both_paths_and_compiled_models_copy(ext):
     model = randomise(result.model, result.sparse_params, masks=False)
     compiled = compile(model, example_inputs=x, tune=True)
     tuned = [p for p in compiled.plans if p.reason.startswith("measured")]
-    # sparse, dense and dense_cl for convs; the depthwise conv: dense, dense_cl; linear: sparse, dense
-    expected = {p.name: 2 if p.kind == "linear" or p.name == "depthwise" else 3 for p in compiled.plans}
+    # convs: sparse, dense, dense_cl (+ winograd for 3x3 stride 1); depthwise: dense, dense_cl; linear: sparse, dense
+    modules = dict(model.named_modules())
+    expected = {p.name: sum(path_unsupported(describe(modules[p.name]), q, True) is None for q in PATHS) for p in compiled.plans}
+    assert {expected[p.name] for p in compiled.plans} >= {2, 3, 4}
     assert tuned and all(p.reason.count("ms") == expected[p.name] for p in tuned)
     two_paths = compile(model, example_inputs=x, tune=True, tune_paths=("sparse", "dense"))
     assert all(p.path != "dense_cl" for p in two_paths.plans)

@@ -1,5 +1,5 @@
-"""Every path of an :class:`InferenceLayer` (sparse, dense NCHW, dense channels-last) against
-eager, with BatchNorm folding, bias, residual add and ReLU fused, at several densities."""
+"""Every path of an :class:`InferenceLayer` (sparse, dense NCHW, dense channels-last, Winograd)
+against eager, with BatchNorm folding, bias, residual add and ReLU fused, at several densities."""
 
 from __future__ import annotations
 
@@ -77,7 +77,9 @@ def test_conv_paths_match_eager(ext, path, density, conv, batch):
     compiled = compile(model)
     _force(compiled, path)
     plans = {p.name: p for p in compiled.plans}
-    assert plans["conv"].path == path and plans["conv"].fused == ("batchnorm", "add", "relu")
+    supported = path_unsupported(describe(model.conv), path, True) is None
+    assert supported == (path != "winograd" or conv == "3x3")  # Winograd: 3x3 stride 1, groups 1
+    assert (plans["conv"].path == path) == supported and plans["conv"].fused == ("batchnorm", "add", "relu")
     assert max_relative_error(compiled(x), expected) <= RTOL
     assert max_relative_error(compiled(x.contiguous(memory_format=torch.channels_last)), expected) <= RTOL
 
@@ -91,8 +93,8 @@ def test_linear_paths_match_eager(ext, path, density):
         expected = model(x)
     compiled = compile(model)
     _force(compiled, path)
-    if path == "dense_cl":  # channels-last is for convs only: linear layers keep the rule's path
-        assert all(p.path != "dense_cl" for p in compiled.plans)
+    if path in ("dense_cl", "winograd"):  # convs only: linear layers keep the rule's path
+        assert all(p.path != path for p in compiled.plans)
     else:
         assert all(p.path == path for p in compiled.plans)
     assert max_relative_error(compiled(x), expected) <= RTOL

@@ -149,8 +149,8 @@ def test_compiled_resnet_stays_blocked_from_stem_to_head(ext):
 def test_tune_settles_a_dense_stem_on_whole_model_time(ext, monkeypatch, whole_model_prefers_sparse):
     def layer_seconds(layer, args, repeats=3):  # dense stem 10% faster alone; everything else sparse
         if layer.plan.name == "conv1":
-            return {"sparse": 1.1, "dense": 1.0, "dense_cl": 2.0}[layer.plan.path]
-        return {"sparse": 1.0, "dense": 3.0, "dense_cl": 3.0}[layer.plan.path]
+            return {"sparse": 1.1, "dense": 1.0, "dense_cl": 2.0, "winograd": 2.0}[layer.plan.path]
+        return {"sparse": 1.0, "dense": 3.0, "dense_cl": 3.0, "winograd": 3.0}[layer.plan.path]
 
     def model_seconds(compiled_model, example_inputs, repeats=2):
         stem_sparse = compiled_model.module.conv1.plan.path == "sparse"

@@ -20,12 +20,13 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["SOURCE", "cache_dir", "cpu_features", "build_kernels", "kernels"]
+__all__ = ["SOURCES", "cache_dir", "cpu_features", "build_kernels", "kernels"]
 
-SOURCE = Path(__file__).with_name("csrc") / "sparse_conv.cpp"
-HEADERS = tuple(sorted(SOURCE.parent.glob("*.h")))
-CFLAGS = ("-O3", "-march=native", "-ffp-contract=fast")
-LDFLAGS = ("-pthread",)
+CSRC = Path(__file__).with_name("csrc")
+SOURCES = tuple(sorted(CSRC.glob("*.cpp")))
+HEADERS = tuple(sorted(CSRC.glob("*.h")))
+CFLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-fopenmp")
+LDFLAGS = ("-pthread", "-fopenmp")
 _FEATURES = ("avx512f", "avx512bw", "avx512vl", "avx2", "fma", "avx", "sse4_2", "neon", "asimd")
 
 
@@ -53,7 +54,7 @@ def cpu_features() -> tuple[str, ...]:
 
 def _build_key() -> str:
     digest = hashlib.sha256()
-    sources = (SOURCE.read_bytes(), *(header.read_bytes() for header in HEADERS))
+    sources = (*(source.read_bytes() for source in SOURCES), *(header.read_bytes() for header in HEADERS))
     for part in (*sources, torch.__version__.encode(), " ".join(CFLAGS).encode(),
                  " ".join(cpu_features()).encode(), platform.machine().encode()):
         digest.update(part)
@@ -76,7 +77,7 @@ def build_kernels(directory: Path | None = None, *, verbose: bool = False) -> Mo
         build.mkdir(parents=True, exist_ok=True)
         return cpp_extension.load(
             name=f"sparseift_kernels_{key}",
-            sources=[str(SOURCE)],
+            sources=[str(source) for source in SOURCES],
             extra_cflags=list(CFLAGS),
             extra_ldflags=list(LDFLAGS),
             build_directory=str(build),

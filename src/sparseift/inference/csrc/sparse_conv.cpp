@@ -28,9 +28,7 @@
 #include <torch/extension.h>
 
 #include "buffer_pool.h"
-
-#include <atomic>
-#include <thread>
+#include "simd.h"
 
 #include <algorithm>
 #include <array>
@@ -45,18 +43,10 @@
 
 namespace {
 
-#if defined(__AVX512F__)
-constexpr int VW = 16;
-#elif defined(__AVX__)
-constexpr int VW = 8;
-#else
-constexpr int VW = 4;
-#endif
+using namespace sparseift;
+
 constexpr int MAX_NV = (VW == 16) ? 16 : 14;  // accumulator vectors per tile (of 32 zmm / 16 ymm: 14 + the broadcast)
 constexpr int64_t TILE = MAX_NV * VW;
-
-typedef float vec __attribute__((vector_size(VW * sizeof(float))));
-typedef float vec_u __attribute__((vector_size(VW * sizeof(float)), aligned(sizeof(float))));
 
 struct Geometry {
   int64_t sh, sw, ph, pw, dh, dw;  // stride, padding, dilation
@@ -67,21 +57,6 @@ struct Geometry {
   int64_t tile;                    // output positions per task, a multiple of VW, at most TILE
   int64_t threads;                 // worker threads (torch.get_num_threads())
 };
-
-// Fully unrolled register loops (GCC would otherwise turn them into memset/memcpy through the stack).
-#define UNROLL _Pragma("GCC unroll 16")
-
-inline vec broadcast(float v) {
-#if defined(__AVX512F__)
-  return reinterpret_cast<vec>(_mm512_set1_ps(v));
-#elif defined(__AVX__)
-  return reinterpret_cast<vec>(_mm256_set1_ps(v));
-#else
-  vec w;
-  for (int k = 0; k < VW; ++k) w[k] = v;
-  return w;
-#endif
-}
 
 // One channel block of a task: for each of its `rows` output rows r, NV output vectors
 //     acc_r[k] (+)= sum over the row's non-zeros j in the block of val[j] * xt[off[j] + k * STEP * VW]
@@ -124,28 +99,6 @@ constexpr std::array<TileFn, sizeof...(NV)> make_tiles(std::integer_sequence<int
 const std::array<std::array<TileFn, MAX_NV>, MAX_STEP> TILES = {
     make_tiles<1>(std::make_integer_sequence<int, MAX_NV>{}),
     make_tiles<2>(std::make_integer_sequence<int, MAX_NV>{})};
-
-// f(begin, end) over [0, n) on `threads` threads, chunks handed out dynamically.
-// Plain std::threads: at::parallel_for (built with -fopenmp, binding to torch's libgomp) ran a
-// 90-channel 56 x 56 conv at batch 1 in 7.0 ms on 2 Zen 3 cores vs 3.3 ms here, under libgomp's
-// default wait policy (OMP_WAIT_POLICY=PASSIVE made both 3.3 ms).
-template <class F>
-void parallel_tasks(int64_t threads_wanted, int64_t n, const F& f) {
-  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(threads_wanted, n));
-  if (threads == 1) {
-    if (n > 0) f(0, n);
-    return;
-  }
-  const int64_t step = std::max<int64_t>(1, n / (threads * 16));
-  std::atomic<int64_t> next{0};
-  auto worker = [&]() {
-    for (int64_t begin = next.fetch_add(step); begin < n; begin = next.fetch_add(step)) f(begin, std::min(n, begin + step));
-  };
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& thread : pool) thread.join();
-}
 
 // out[i * os] = relu?(tile[i] + bias + res[i * rs]) for i < len.
 inline void epilogue(const float* __restrict tile, float bias, const float* __restrict res, int64_t rs,
@@ -679,7 +632,10 @@ int64_t vector_width() { return VW; }
 // The most output positions one task keeps in registers.
 int64_t tile_width() { return TILE; }
 
+void register_winograd(pybind11::module_& m);  // winograd.cpp
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  register_winograd(m);
   m.def("sparse_conv_out", &sparse_conv_out, "sparse conv/linear with fused bias, residual and ReLU");
   m.def("sparse_conv_blocked_out", &sparse_conv_blocked_out,
         "sparse conv with fused bias, residual and ReLU on batch-blocked activations");

@@ -1,0 +1,233 @@
+// Dense 3 x 3 stride-1 convolution by Winograd's minimal filtering F(4 x 4, 3 x 3)
+// (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016, eq. 8):
+//     Y = A^T [ U (.) V ] A,   U = G g G^T (the weights, transformed once),   V = B^T d B
+// for every 6 x 6 input tile d (tiles 4 apart) and 4 x 4 output tile Y. Summed over input
+// channels, the 36 element-wise products become 36 matrix products, one per point xi = 6 i + j:
+//     M[xi] (tiles x Cout) = V[xi] (tiles x Cin) . U[xi] (Cin x Cout).
+// A direct 3 x 3 conv does 9 multiply-adds per output position, input and output channel;
+// this does 36 / 16 = 2.25, plus the transforms. Activations are channels-last (channel
+// stride 1), so the transforms are vectorised over channels. Each task takes a chunk of
+// tiles through all three steps in its thread's scratch (V and M stay in that core's
+// caches; no synchronisation between the steps):
+//  1. input transform into V[xi][t][c],
+//  2. the 36 products, in register blocks of GEMM_ROWS tiles x 2 vectors of output channels,
+//  3. output transform Y = A^T M A, + bias, + residual, ReLU, stored into the output's strides.
+
+#include <torch/extension.h>
+
+#include "simd.h"
+
+namespace {
+
+using namespace sparseift;
+
+template <class T>
+inline T load(const float* p);
+template <>
+inline float load<float>(const float* p) { return *p; }
+template <>
+inline vec load<vec>(const float* p) { return *reinterpret_cast<const vec_u*>(p); }
+
+inline void store(float* p, float v) { *p = v; }
+inline void store(float* p, vec v) { *reinterpret_cast<vec_u*>(p) = v; }
+
+inline float relu0(float v) { return v > 0.0f ? v : 0.0f; }
+inline vec relu0(vec v) { return v > 0.0f ? v : vec{}; }
+
+// o = B^T d for one column (or row) of a 6 x 6 tile; B^T has rows
+// [4 0 -5 0 1 0], [0 -4 -4 1 1 0], [0 4 -4 -1 1 0], [0 -2 -1 2 1 0], [0 2 -1 -2 1 0], [0 4 0 -5 0 1].
+template <class T>
+inline void input_1d(const T d[6], T o[6]) {
+  const T a = d[4] - 4.0f * d[2], b = d[3] - 4.0f * d[1];
+  const T c = d[4] - d[2], e = 2.0f * (d[3] - d[1]);
+  o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+  o[1] = a + b;
+  o[2] = a - b;
+  o[3] = c + e;
+  o[4] = c - e;
+  o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+
+// y = A^T m for one column (or row); A^T has rows
+// [1 1 1 1 1 0], [0 1 -1 2 -2 0], [0 1 1 4 4 0], [0 1 -1 8 -8 1].
+template <class T>
+inline void output_1d(const T m[6], T y[4]) {
+  const T s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
+  y[0] = m[0] + s12 + s34;
+  y[1] = d12 + 2.0f * d34;
+  y[2] = s12 + 4.0f * s34;
+  y[3] = d12 + 8.0f * d34 + m[5];
+}
+
+// V[xi] = (B^T d B)[xi] of the tile whose top-left input is (iy0, ix0) (may lie in the
+// padding: reads outside [0, h) x [0, w) are zeros); x is the channel's (image's) origin,
+// element (iy, ix) at x[iy * sy + ix * sx]; V[xi] is stored at v[xi * vs].
+template <class T>
+void input_tile(const float* x, int64_t sy, int64_t sx, int64_t iy0, int64_t ix0, int64_t h, int64_t w, float* v,
+                int64_t vs) {
+  T cols[6][6];  // cols[j] = B^T d[:, j]
+  for (int j = 0; j < 6; ++j) {
+    const int64_t ix = ix0 + j;
+    T d[6];
+    for (int i = 0; i < 6; ++i) {
+      const int64_t iy = iy0 + i;
+      d[i] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? load<T>(x + iy * sy + ix * sx) : T{};
+    }
+    input_1d(d, cols[j]);
+  }
+  for (int i = 0; i < 6; ++i) {
+    T row[6], o[6];
+    for (int j = 0; j < 6; ++j) row[j] = cols[j][i];
+    input_1d(row, o);
+    for (int j = 0; j < 6; ++j) store(v + (i * 6 + j) * vs, o[j]);
+  }
+}
+
+// The 4 x 4 output tile A^T M A (M[xi] at m[xi * ms]) + bias (+ residual), ReLU, of which the
+// first rows x cols positions are stored: position (k, l) at y[k * yy + l * yx], its residual at
+// res[k * ry + l * rx].
+template <class T>
+void output_tile(const float* m, int64_t ms, T bias, const float* res, int64_t ry, int64_t rx, float* y, int64_t yy,
+                 int64_t yx, int64_t rows, int64_t cols, bool relu) {
+  T part[6][4];  // part[j] = A^T M[:, j]
+  for (int j = 0; j < 6; ++j) {
+    T col[6];
+    for (int i = 0; i < 6; ++i) col[i] = load<T>(m + (i * 6 + j) * ms);
+    output_1d(col, part[j]);
+  }
+  for (int k = 0; k < rows; ++k) {
+    T row[6], o[4];
+    for (int j = 0; j < 6; ++j) row[j] = part[j][k];
+    output_1d(row, o);
+    for (int l = 0; l < cols; ++l) {
+      T value = o[l] + bias;
+      if (res) value += load<T>(res + k * ry + l * rx);
+      store(y + k * yy + l * yx, relu ? relu0(value) : value);
+    }
+  }
+}
+
+constexpr int GEMM_ROWS = 6;  // tiles per register block: 6 x 2 accumulators + 2 weight vectors + 1 broadcast
+
+// m[r * up + 0 .. 2 VW) = sum_k v[r * k_len + k] * u[k * 2 VW + 0 .. 2 VW) for r < R: R tiles
+// of one product M[xi] = V[xi] . U[xi], one block of 2 VW output channels (u: its contiguous strip).
+template <int R>
+void gemm_block(const float* __restrict v, int64_t k_len, const float* __restrict u, int64_t up, float* __restrict m) {
+  vec acc[R][2];
+  UNROLL for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = vec{};
+  for (int64_t k = 0; k < k_len; ++k) {
+    const vec u0 = load<vec>(u + k * 2 * VW), u1 = load<vec>(u + k * 2 * VW + VW);
+    UNROLL for (int r = 0; r < R; ++r) {
+      const vec b = broadcast(v[r * k_len + k]);
+      acc[r][0] += b * u0;
+      acc[r][1] += b * u1;
+    }
+  }
+  UNROLL for (int r = 0; r < R; ++r) {
+    store(m + r * up, acc[r][0]);
+    store(m + r * up + VW, acc[r][1]);
+  }
+}
+
+using GemmFn = void (*)(const float*, int64_t, const float*, int64_t, float*);
+constexpr GemmFn GEMM_BLOCKS[GEMM_ROWS] = {gemm_block<1>, gemm_block<2>, gemm_block<3>,
+                                           gemm_block<4>, gemm_block<5>, gemm_block<6>};
+
+void check_channels_last(const torch::Tensor& t, const char* name) {
+  TORCH_CHECK(t.dim() == 4 && t.scalar_type() == torch::kFloat && t.stride(1) == 1,
+              name, " must be a 4-d float32 tensor with channel stride 1 (channels-last)");
+}
+
+// out = relu?(conv3x3(x, g, padding=(ph, pw)) + bias + residual) with u = G g G^T packed as
+// [36, Cout' / (2 VW), Cin, 2 VW] (Cout' = Cout rounded up to 2 VW, zeros past Cout: each
+// point's weights in contiguous strips of 2 VW output channels); x, residual and
+// out have channel stride 1. A task takes `chunk` tiles and one of `parts` ranges of output
+// channels (parts > 1 gives threads work where there are few tiles, at the cost of
+// transforming the tiles' inputs once per part).
+void winograd_conv_out(const torch::Tensor& x, const torch::Tensor& u, const c10::optional<torch::Tensor>& bias,
+                       const c10::optional<torch::Tensor>& residual, torch::Tensor& out, int64_t ph, int64_t pw,
+                       bool relu, int64_t chunk, int64_t parts, int64_t threads) {
+  check_channels_last(x, "x");
+  check_channels_last(out, "out");
+  const int64_t n = x.size(0), cin = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t cout = out.size(1), ho = out.size(2), wo = out.size(3);
+  TORCH_CHECK(u.dim() == 4 && u.size(0) == 36 && u.size(2) == cin && u.size(3) == 2 * VW &&
+                  u.size(1) * 2 * VW >= cout && u.is_contiguous() && u.scalar_type() == torch::kFloat,
+              "u must be a contiguous float32 [36, Cout' / ", 2 * VW, ", Cin, ", 2 * VW, "] tensor, Cout' >= Cout");
+  const int64_t up = u.size(1) * 2 * VW;
+  TORCH_CHECK(out.size(0) == n && ho == h + 2 * ph - 2 && wo == w + 2 * pw - 2,
+              "out must be [N, Cout, H + 2 ph - 2, W + 2 pw - 2]");
+  TORCH_CHECK(!bias || (bias->is_contiguous() && bias->numel() == cout && bias->scalar_type() == torch::kFloat),
+              "bias must be a contiguous float32 tensor of Cout values");
+  if (residual) {
+    check_channels_last(*residual, "residual");
+    TORCH_CHECK(residual->sizes() == out.sizes(), "residual must have the output's shape");
+  }
+  TORCH_CHECK(chunk >= 1 && parts >= 1, "chunk and parts must be >= 1");
+  const int64_t th = (ho + 3) / 4, tw = (wo + 3) / 4, tiles = n * th * tw;
+  if (tiles == 0) return;
+  chunk = std::min(chunk, tiles);
+  const int64_t blocks = up / (2 * VW);  // register blocks of output channels
+  parts = std::min(parts, blocks);
+  const int64_t chunks = (tiles + chunk - 1) / chunk, tasks = chunks * parts, workers = std::max<int64_t>(1, std::min(threads, tasks));
+  const float* xp = x.data_ptr<float>();
+  const float* up_ = u.data_ptr<float>();
+  const float* bp = bias ? bias->data_ptr<float>() : nullptr;
+  const float* rp = residual ? residual->data_ptr<float>() : nullptr;
+  float* yp = out.data_ptr<float>();
+  const int64_t xn = x.stride(0), xy = x.stride(2), xx = x.stride(3);
+  const int64_t yn = out.stride(0), yy = out.stride(2), yx = out.stride(3);
+  const int64_t rn = residual ? residual->stride(0) : 0, ry = residual ? residual->stride(2) : 0,
+                rx = residual ? residual->stride(3) : 0;
+  const int64_t cin_v = cin / VW * VW;
+  const int64_t scratch = 36 * chunk * (cin + up);  // floats of V and M per worker
+  torch::Tensor buffer = torch::empty({workers * scratch}, x.options());
+  float* buffers = buffer.data_ptr<float>();
+  parallel_workers(workers, tasks, [&](int64_t worker, int64_t first, int64_t last) {
+    float* v = buffers + worker * scratch;
+    for (int64_t task = first; task < last; ++task) {
+      const int64_t t0 = task / parts * chunk, count = std::min(chunk, tiles - t0), part = task % parts;
+      const int64_t c_begin = blocks * part / parts * 2 * VW, c_end = blocks * (part + 1) / parts * 2 * VW;
+      const int64_t c_stop = std::min(c_end, cout), c_vec = c_begin + (c_stop - c_begin) / VW * VW;
+      float* m = v + 36 * count * cin;
+      const int64_t vs = count * cin, ms = count * up;  // floats between the planes xi of V and of M
+      for (int64_t t = 0; t < count; ++t) {
+        const int64_t tile = t0 + t, img = tile / (th * tw), ty = tile / tw % th, tx = tile % tw;
+        const float* xi = xp + img * xn;
+        const int64_t iy0 = ty * 4 - ph, ix0 = tx * 4 - pw;
+        int64_t c = 0;
+        for (; c < cin_v; c += VW) input_tile<vec>(xi + c, xy, xx, iy0, ix0, h, w, v + t * cin + c, vs);
+        for (; c < cin; ++c) input_tile<float>(xi + c, xy, xx, iy0, ix0, h, w, v + t * cin + c, vs);
+      }
+      for (int64_t xi = 0; xi < 36; ++xi) {
+        const float* vx = v + xi * vs;
+        const float* ux = up_ + xi * cin * up;  // strip cb / (2 VW) at ux + cb * cin
+        float* mx = m + xi * ms;
+        for (int64_t cb = c_begin; cb < c_end; cb += 2 * VW)
+          for (int64_t r = 0; r < count; r += GEMM_ROWS)
+            GEMM_BLOCKS[std::min<int64_t>(GEMM_ROWS, count - r) - 1](vx + r * cin, cin, ux + cb * cin, up, mx + r * up + cb);
+      }
+      for (int64_t t = 0; t < count; ++t) {
+        const int64_t tile = t0 + t, img = tile / (th * tw), ty = tile / tw % th, tx = tile % tw;
+        const int64_t rows = std::min<int64_t>(4, ho - ty * 4), cols = std::min<int64_t>(4, wo - tx * 4);
+        float* y = yp + img * yn + ty * 4 * yy + tx * 4 * yx;
+        const float* r = rp ? rp + img * rn + ty * 4 * ry + tx * 4 * rx : nullptr;
+        const float* mt = m + t * up;
+        int64_t c = c_begin;
+        for (; c < c_vec; c += VW)
+          output_tile<vec>(mt + c, ms, bp ? load<vec>(bp + c) : vec{}, r ? r + c : nullptr, ry, rx, y + c, yy, yx,
+                           rows, cols, relu);
+        for (; c < c_stop; ++c)
+          output_tile<float>(mt + c, ms, bp ? bp[c] : 0.0f, r ? r + c : nullptr, ry, rx, y + c, yy, yx, rows, cols,
+                             relu);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void register_winograd(pybind11::module_& m) {
+  m.def("winograd_conv_out", &winograd_conv_out,
+        "dense 3x3 stride-1 conv by Winograd F(4x4, 3x3) on channels-last tensors, with fused bias, residual and ReLU");
+}

@@ -1,0 +1,119 @@
+"""Dense 3x3 stride-1 convs by Winograd's minimal filtering F(4x4, 3x3).
+
+Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (CVPR 2016), eq. 8:
+``Y = A^T [(G g G^T) (.) (B^T d B)] A`` for each 6x6 input tile ``d`` and 4x4 output tile
+``Y``: 2.25 multiply-adds per output, input and output channel instead of a direct conv's 9.
+A layer of a Sparse-IFT model whose density is too high for the zero-skipping kernels
+(and every 3x3 conv of a dense model) runs on it, exactly (float32 rounding only).
+The transforms and products are the C++ kernel ``winograd_conv_out``; this module holds the
+weight transform (done once, in float64), the choice of task sizes and the call.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["WINOGRAD_G", "POINTS", "winograd_weight", "WinogradTasks", "winograd_tasks", "winograd_conv2d"]
+
+WINOGRAD_G = torch.tensor(
+    [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+    dtype=torch.float64,
+)
+"""``G`` of F(4x4, 3x3) with interpolation points 0, 1, -1, 2, -2 and infinity (Lavin & Gray, sec. 4.2)."""
+
+POINTS = 36
+"""Points of the 6x6 transformed tile: one matrix product each."""
+
+L2_BYTES = 512 * 1024
+"""Scratch (transformed inputs V and products M) a task keeps within one core's L2 cache."""
+
+WEIGHT_REUSE_BYTES = 200 * 1024
+"""Transformed weights read per tile of a task at most (a task reads all of them once):
+large layers get chunks of more tiles than fit in L2, so that U is not streamed per tile."""
+
+MAX_CHUNK = 96
+TASKS_PER_THREAD = 8
+
+
+def winograd_weight(weight: torch.Tensor, vector_width: int) -> torch.Tensor:
+    """``U = G g G^T`` (Lavin & Gray eq. 8) of a ``[Cout, Cin, 3, 3]`` weight, packed for the kernel.
+
+    Returns float32 ``[36, Cout' / (2 vw), Cin, 2 vw]``, ``Cout'`` = ``Cout`` rounded up to
+    ``2 * vector_width`` (zero columns past ``Cout``): point ``xi = 6 i + j`` holds
+    ``U[i, j, cin, cout]`` in contiguous strips of ``2 * vector_width`` output channels.
+    """
+    if weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3):
+        raise ValueError(f"weight must be [Cout, Cin, 3, 3], got {list(weight.shape)}")
+    if vector_width < 1:
+        raise ValueError(f"vector_width must be >= 1, got {vector_width}")
+    cout, cin = weight.shape[:2]
+    g = WINOGRAD_G
+    u = torch.einsum("ik,ockl,jl->ijco", g, weight.detach().double(), g).reshape(POINTS, cin, cout)
+    strip = 2 * vector_width
+    u = F.pad(u, (0, -cout % strip)).reshape(POINTS, cin, -1, strip)
+    return u.permute(0, 2, 1, 3).float().contiguous()
+
+
+class WinogradTasks(NamedTuple):
+    """Tiles per task, and how many ranges of output channels split each chunk of tiles."""
+
+    chunk: int
+    parts: int
+
+
+def winograd_tasks(tiles: int, cin: int, cout: int, threads: int, rows: int = 6, strip: int = 16) -> WinogradTasks:
+    """Task sizes for ``tiles`` 4x4 output tiles of a ``cin -> cout`` conv on ``threads`` threads.
+
+    A chunk is a multiple of ``rows`` (the kernel's register block of tiles) that keeps a
+    task's scratch ``36 * chunk * (cin + cout') * 4`` bytes within :data:`L2_BYTES`, grown to
+    read at most :data:`WEIGHT_REUSE_BYTES` of the ``36 * cin * cout' * 4``-byte transformed
+    weights per tile (at most :data:`MAX_CHUNK`), then shrunk until there are
+    :data:`TASKS_PER_THREAD` tasks per thread. With fewer chunks than twice the threads
+    (batch 1, small planes), each chunk is split into ranges of output channels
+    (``strip``-wide blocks), so every thread has work.
+    """
+    for name, value in (("tiles", tiles), ("cin", cin), ("cout", cout), ("threads", threads), ("rows", rows), ("strip", strip)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    padded = -(-cout // strip) * strip
+    fit = L2_BYTES // (POINTS * 4 * (cin + padded))
+    reuse = POINTS * 4 * cin * padded // WEIGHT_REUSE_BYTES
+    chunk = min(MAX_CHUNK, max(fit, reuse, rows))
+    chunk = min(chunk, max(rows, tiles // (TASKS_PER_THREAD * threads)))
+    chunk = max(rows, chunk // rows * rows)
+    chunks = -(-tiles // chunk)
+    parts = 1 if chunks >= 2 * threads else min(padded // strip, -(-2 * threads // chunks))
+    return WinogradTasks(chunk, parts)
+
+
+def winograd_conv2d(
+    ext: ModuleType,
+    x: torch.Tensor,
+    u: torch.Tensor,
+    cout: int,
+    bias: torch.Tensor | None,
+    padding: tuple[int, int],
+    residual: torch.Tensor | None = None,
+    relu: bool = False,
+) -> torch.Tensor:
+    """``relu?(conv2d(x, g, bias, stride=1, padding) + residual)`` for a 3x3 weight ``g`` with ``u`` =
+    :func:`winograd_weight` ``(g)``; the output is channels-last (``x`` and ``residual`` are made so)."""
+    n, cin, h, w = x.shape
+    ph, pw = padding
+    ho, wo = h + 2 * ph - 2, w + 2 * pw - 2
+    if ho < 1 or wo < 1:
+        raise ValueError(f"input {h}x{w} with padding {padding} gives no output of a 3x3 conv")
+    x = x.contiguous(memory_format=torch.channels_last)
+    if residual is not None:
+        residual = residual.contiguous(memory_format=torch.channels_last)
+    out = torch.empty((n, cout, ho, wo), memory_format=torch.channels_last)
+    threads = torch.get_num_threads()
+    tiles = n * (-(-ho // 4)) * (-(-wo // 4))
+    strip = 2 * ext.vector_width()
+    tasks = winograd_tasks(tiles, cin, cout, threads, strip=strip)
+    ext.winograd_conv_out(x, u, bias, residual, out, ph, pw, relu, tasks.chunk, tasks.parts, threads)
+    return out

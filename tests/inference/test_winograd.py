@@ -1,0 +1,183 @@
+"""The Winograd F(4x4, 3x3) path: the transform identities against direct arithmetic, the
+kernel against F.conv2d on every edge (tile remainders, channel tails, paddings, fused
+epilogue, strides of the input, task splits), the task sizes, and the layer rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from sparseift.inference import compile, max_relative_error
+from sparseift.inference.layers import path_unsupported
+from sparseift.inference.winograd import MAX_CHUNK, winograd_conv2d, winograd_tasks, winograd_weight
+from sparseift.transforms.layers import describe
+
+# B^T and A^T of F(4x4, 3x3) (Lavin & Gray 2016, points 0, +-1, +-2, infinity), written out
+# independently of the kernel's factored transforms.
+BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+               [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=np.float64)
+AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=np.float64)
+
+
+def _unpack(u: torch.Tensor, cin: int, cout: int) -> np.ndarray:
+    """Packed [36, Cout'/s, Cin, s] -> U[6, 6, Cin, Cout]."""
+    return u.permute(0, 2, 1, 3).reshape(6, 6, cin, -1)[..., :cout].double().numpy()
+
+
+@pytest.mark.parametrize("vector_width", [1, 4, 8, 16])
+def test_weight_transform_gives_the_direct_correlation_of_a_tile(vector_width):
+    rng = np.random.default_rng(0)
+    cin, cout = 3, 5
+    g = rng.standard_normal((cout, cin, 3, 3))
+    d = rng.standard_normal((cin, 6, 6))
+    u = winograd_weight(torch.from_numpy(g), vector_width)
+    assert u.shape == (36, -(-cout // (2 * vector_width)), cin, 2 * vector_width)
+    unpacked = _unpack(u, cin, cout)
+    assert np.all(u.permute(0, 2, 1, 3).reshape(6, 6, cin, -1)[..., cout:].numpy() == 0)  # padding columns
+    v = np.einsum("ik,ckl,jl->ijc", BT, d, BT)  # B^T d B per input channel
+    y = np.einsum("ki,ijo,lj->okl", AT, np.einsum("ijc,ijco->ijo", v, unpacked), AT)
+    direct = np.array([[[sum(g[o, c, a, b] * d[c, k + a, l + b] for c in range(cin) for a in range(3) for b in range(3))
+                         for l in range(4)] for k in range(4)] for o in range(cout)])
+    np.testing.assert_allclose(y, direct, rtol=1e-5, atol=1e-5)  # u is float32
+
+
+def test_weight_transform_rejects_other_kernels():
+    with pytest.raises(ValueError, match=r"weight must be \[Cout, Cin, 3, 3\]"):
+        winograd_weight(torch.zeros(4, 4, 5, 5), 8)
+    with pytest.raises(ValueError, match="vector_width must be >= 1"):
+        winograd_weight(torch.zeros(4, 4, 3, 3), 0)
+
+
+def _reference(x, weight, bias, padding, residual, relu):
+    y = F.conv2d(x, weight, bias, padding=padding)
+    if residual is not None:
+        y = y + residual
+    return torch.relu(y) if relu else y
+
+
+@pytest.mark.parametrize(
+    ("batch", "cin", "cout", "size", "padding"),
+    [(1, 13, 21, 9, (1, 1)), (3, 16, 32, (13, 6), (1, 1)), (2, 8, 8, 4, (0, 0)), (1, 5, 3, 1, (1, 1)),
+     (2, 24, 17, (7, 10), (2, 0)), (1, 70, 40, 14, (1, 1))],
+)
+@pytest.mark.parametrize("epilogue", ["bias", "none", "residual_relu"])
+def test_kernel_matches_conv2d(ext, batch, cin, cout, size, padding, epilogue):
+    torch.manual_seed(0)
+    h, w = (size, size) if isinstance(size, int) else size
+    x = torch.randn(batch, cin, h, w)
+    weight = torch.randn(cout, cin, 3, 3)
+    bias = torch.randn(cout) if epilogue != "none" else None
+    ho, wo = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
+    residual = torch.randn(batch, cout, ho, wo) if epilogue == "residual_relu" else None
+    relu = epilogue == "residual_relu"
+    expected = _reference(x, weight, bias, padding, residual, relu)
+    u = winograd_weight(weight, ext.vector_width())
+    out = winograd_conv2d(ext, x, u, cout, bias, padding, residual, relu)  # NCHW in: made channels-last
+    assert out.shape == expected.shape and out.is_contiguous(memory_format=torch.channels_last)
+    assert max_relative_error(out, expected) <= 1e-5
+
+
+@pytest.mark.parametrize(("chunk", "parts"), [(1, 1), (6, 1), (7, 3), (96, 1), (12, 64)])
+def test_task_splits_and_threads_give_the_same_bits(ext, chunk, parts):
+    torch.manual_seed(1)
+    x = torch.randn(2, 19, 11, 11).contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(45, 19, 3, 3), torch.randn(45)
+    u = winograd_weight(weight, ext.vector_width())
+    outs = []
+    for threads in (1, 2, 3):
+        out = torch.full((2, 45, 11, 11), float("nan")).contiguous(memory_format=torch.channels_last)
+        ext.winograd_conv_out(x, u, bias, None, out, 1, 1, False, chunk, parts, threads)
+        outs.append(out)
+    assert max_relative_error(outs[0], F.conv2d(x, weight, bias, padding=1)) <= 1e-5  # every output written
+    assert all(torch.equal(outs[0], other) for other in outs[1:])
+
+
+def test_kernel_reads_strided_inputs_and_writes_strided_outputs(ext):
+    torch.manual_seed(2)
+    base = torch.randn(2, 12, 12, 40)  # NHWC storage, channels 8..24 of it taken: channel stride 1, pixel stride 40
+    x = base[..., 8:24].permute(0, 3, 1, 2)
+    weight = torch.randn(16, 16, 3, 3)
+    u = winograd_weight(weight, ext.vector_width())
+    out_base = torch.zeros(2, 12, 12, 24)
+    out = out_base[..., 4:20].permute(0, 3, 1, 2)
+    ext.winograd_conv_out(x, u, None, None, out, 1, 1, False, 6, 1, 2)
+    assert max_relative_error(out, F.conv2d(x, weight, padding=1)) <= 1e-5
+    assert torch.all(out_base[..., :4] == 0) and torch.all(out_base[..., 20:] == 0)  # nothing outside the view
+
+
+def test_kernel_rejects_bad_arguments(ext):
+    x = torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    u = winograd_weight(torch.randn(8, 8, 3, 3), ext.vector_width())
+    out = torch.empty(1, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError, match="channel stride 1"):
+        ext.winograd_conv_out(x.contiguous(), u, None, None, out, 1, 1, False, 6, 1, 1)
+    with pytest.raises(RuntimeError, match="u must be"):
+        ext.winograd_conv_out(x, u[:, :, :4], None, None, out, 1, 1, False, 6, 1, 1)
+    with pytest.raises(RuntimeError, match="out must be"):
+        ext.winograd_conv_out(x, u, None, None, out, 0, 0, False, 6, 1, 1)
+    with pytest.raises(RuntimeError, match="chunk and parts must be >= 1"):
+        ext.winograd_conv_out(x, u, None, None, out, 1, 1, False, 0, 1, 1)
+    with pytest.raises(ValueError, match="gives no output"):
+        winograd_conv2d(ext, torch.randn(1, 8, 1, 1), u, 8, None, (0, 0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    tiles=st.integers(1, 20000), cin=st.integers(1, 1024), cout=st.integers(1, 1024),
+    threads=st.integers(1, 16), strip=st.sampled_from([8, 16, 32]),
+)
+def test_task_sizes(tiles, cin, cout, threads, strip):
+    chunk, parts = winograd_tasks(tiles, cin, cout, threads, strip=strip)
+    assert chunk % 6 == 0 and 6 <= chunk <= MAX_CHUNK
+    assert 1 <= parts <= -(-cout // strip)
+    chunks = -(-tiles // chunk)
+    if chunks >= 2 * threads:
+        assert parts == 1
+    if tiles >= 6 * 8 * threads:  # enough tiles: every thread gets 8 tasks, rounding down to whole register blocks
+        assert chunks >= 8 * threads or chunk == 6
+
+
+def test_task_sizes_reject_bad_arguments():
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        winograd_tasks(10, 8, 8, 0)
+
+
+class _Convs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.plain = nn.Conv2d(8, 12, 3, padding=1)
+        self.same = nn.Conv2d(12, 12, 3, padding="same", bias=False)
+        self.dilated = nn.Conv2d(12, 12, 3, padding=2, dilation=2)
+        self.strided = nn.Conv2d(12, 12, 3, stride=2, padding=1)
+        self.reflect = nn.Conv2d(12, 12, 3, padding=1, padding_mode="reflect")
+        self.grouped = nn.Conv2d(12, 12, 3, padding=1, groups=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.plain(x))
+        y = self.same(y) + y
+        return self.grouped(self.reflect(self.strided(self.dilated(y))))
+
+
+def test_dense_3x3_stride1_convs_take_winograd_and_match_eager(ext):
+    torch.manual_seed(3)
+    model = _Convs().eval()
+    x = torch.randn(2, 8, 15, 15)
+    compiled = compile(model, example_inputs=x)
+    paths = {p.name: p.path for p in compiled.plans}
+    assert paths == {"plain": "winograd", "same": "winograd", "dilated": "dense_cl", "strided": "dense_cl",
+                     "reflect": "dense_cl", "grouped": "dense_cl"}
+    reasons = {name: path_unsupported(describe(getattr(model, name)), "winograd", True) for name in paths}
+    assert "padding_mode" in reasons["reflect"] and all(reasons[n] for n in ("dilated", "strided", "grouped"))
+    with torch.no_grad():
+        expected = model(x)
+    assert max_relative_error(compiled(x), expected) <= 1e-5
+    assert max_relative_error(compiled(x.contiguous(memory_format=torch.channels_last)), expected) <= 1e-5
+    fused = {p.name: p.fused for p in compiled.plans}
+    assert fused["plain"] == ("relu",) and fused["same"] == ("add",)
+    without = compile(model, use_kernels=False)
+    assert all(p.path != "winograd" for p in without.plans)
