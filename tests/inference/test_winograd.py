@@ -14,7 +14,8 @@ from torch import nn
 
 from sparseift.inference import compile, max_relative_error
 from sparseift.inference.layers import path_unsupported
-from sparseift.inference.winograd import MAX_CHUNK, winograd_conv2d, winograd_tasks, winograd_weight
+from sparseift.inference.blocked import Blocked
+from sparseift.inference.winograd import MAX_CHUNK, winograd_conv2d, winograd_conv2d_blocked, winograd_tasks, winograd_weight
 from sparseift.transforms.layers import describe
 
 # B^T and A^T of F(4x4, 3x3) (Lavin & Gray 2016, points 0, +-1, +-2, infinity), written out
@@ -181,3 +182,61 @@ def test_dense_3x3_stride1_convs_take_winograd_and_match_eager(ext):
     assert fused["plain"] == ("relu",) and fused["same"] == ("add",)
     without = compile(model, use_kernels=False)
     assert all(p.path != "winograd" for p in without.plans)
+
+
+@pytest.mark.parametrize(("batch", "cin", "cout", "size"), [(3, 13, 21, 9), (17, 8, 40, (6, 11)), (9, 35, 5, 4)])
+@pytest.mark.parametrize(("in_halo", "out_halo", "res_halo"), [((0, 0), (0, 0), (0, 0)), ((1, 1), (1, 2), (1, 1)), ((2, 0), (0, 1), (0, 0))])
+def test_blocked_kernel_matches_conv2d(ext, batch, cin, cout, size, in_halo, out_halo, res_halo):
+    torch.manual_seed(4)
+    h, w = (size, size) if isinstance(size, int) else size
+    x, weight, bias = torch.randn(batch, cin, h, w), torch.randn(cout, cin, 3, 3), torch.randn(cout)
+    residual = torch.randn(batch, cout, h, w)
+    expected = _reference(x, weight, bias, (1, 1), residual, True)
+    u = winograd_weight(weight, ext.vector_width())
+    out = winograd_conv2d_blocked(
+        ext, Blocked.from_tensor(ext, x, in_halo), u, cout, bias, (1, 1), Blocked.from_tensor(ext, residual, res_halo), True, out_halo
+    )
+    assert out.halo == out_halo and out.shape == expected.shape
+    assert max_relative_error(out.to_tensor(), expected) <= 1e-5
+    data, (hh, hw) = out.data, out_halo  # the halo is zero, for the next conv's padding
+    interior = torch.zeros_like(data, dtype=torch.bool)
+    interior[:, :, hh:hh + h, hw:hw + w] = True
+    assert torch.all(data[~interior] == 0)
+
+
+def test_sparse_and_winograd_convs_pass_blocked_activations(ext):
+    torch.manual_seed(5)
+    model = _Chain().eval()
+    with torch.no_grad():
+        model.sparse.weight.mul_(torch.rand(model.sparse.weight.shape) < 0.1)
+    x = torch.randn(ext.vector_width() + 3, 8, 12, 12)
+    compiled = compile(model, example_inputs=x)
+    assert [p.path for p in compiled.plans] == ["sparse", "winograd", "winograd"]
+    modules = dict(compiled.module.named_modules())
+    seen: dict[str, tuple[type, type]] = {}
+    hooks = [modules[name].register_forward_hook(lambda m, args, out, name=name: seen.__setitem__(name, (type(args[0]), type(out))))
+             for name in ("sparse", "first", "second")]
+    with torch.no_grad():
+        expected = model(x)
+        actual = compiled(x)
+    for hook in hooks:
+        hook.remove()
+    assert max_relative_error(actual, expected) <= 1e-5
+    assert seen["first"] == (Blocked, Blocked) and seen["second"] == (Blocked, Blocked)  # flatten reads it via as_tensor
+    small = x[:2]  # below the vector width: nothing blocked, Winograd on channels-last
+    with torch.no_grad():
+        assert max_relative_error(compiled(small), model(small)) <= 1e-5
+
+
+class _Chain(nn.Module):
+    """A sparse conv (blocked output) feeding two dense 3x3 convs, the second with a residual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sparse = nn.Conv2d(8, 16, 3, padding=1)
+        self.first = nn.Conv2d(16, 16, 3, padding=1)
+        self.second = nn.Conv2d(16, 16, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.sparse(x))
+        return torch.relu(self.second(torch.relu(self.first(y))) + y).flatten(1)

@@ -4,6 +4,7 @@ run by the sparse kernels or by PyTorch's dense ops, and the rule that picks bet
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from sparseift.inference._ext import kernels
 from sparseift.inference.blocked import MAX_COLUMN_STRIDE, Blocked, BlockedModule, as_tensor, sparse_conv2d_blocked
 from sparseift.inference.kernels import ConvGeometry, PlanCache, pack_weight, sparse_conv2d, sparse_linear
-from sparseift.inference.winograd import winograd_conv2d, winograd_weight
+from sparseift.inference.winograd import winograd_conv2d, winograd_conv2d_blocked, winograd_weight
 from sparseift.transforms.layers import DenseLayer
 
 __all__ = ["Path", "PATHS", "LayerPlan", "MAX_DENSITY", "choose_path", "dense_path", "path_unsupported", "unsupported_reason", "InferenceLayer"]
@@ -142,7 +143,8 @@ class InferenceLayer(BlockedModule):
     kernels are the process-wide build (:func:`sparseift.inference._ext.kernels`), so a
     compiled model can be copied and pickled. A sparse conv of a traced graph with
     ``blocked_halo`` set emits :class:`~sparseift.inference.blocked.Blocked` activations at a
-    batch of at least the vector width (or when its input is blocked).
+    batch of at least the vector width (or when its input is blocked); a Winograd conv keeps
+    the layout of its input (blocked in, blocked out; else channels-last).
     """
 
     def __init__(
@@ -199,6 +201,8 @@ class InferenceLayer(BlockedModule):
     def forward(self, x: torch.Tensor | Blocked, residual: torch.Tensor | Blocked | None = None) -> torch.Tensor | Blocked:
         if self._runs_blocked(x):
             return self._sparse_blocked(x, residual)
+        if self.plan.path == "winograd" and isinstance(x, Blocked):
+            return self._winograd_blocked(x, residual)
         x, residual = as_tensor(x), as_tensor(residual)
         if self.plan.path == "winograd":
             return self._winograd(x, residual)
@@ -255,13 +259,21 @@ class InferenceLayer(BlockedModule):
     def _sparse_blocked(self, x: torch.Tensor | Blocked, residual: torch.Tensor | Blocked | None) -> torch.Tensor | Blocked:
         ext = kernels()
         blocked = x if isinstance(x, Blocked) else Blocked.from_tensor(ext, x, self.input_halo())
-        broadcast = residual is not None and tuple(residual.shape) != self._out_shape(blocked)
+        return self._blocked(blocked, residual, lambda res, relu, halo: sparse_conv2d_blocked(
+            ext, blocked, self._csr, self.bias, self._geometry, self._total_pad, self._cache, res, relu, halo))
+
+    def _winograd_blocked(self, x: Blocked, residual: torch.Tensor | Blocked | None) -> torch.Tensor | Blocked:
+        ext = kernels()
+        return self._blocked(x, residual, lambda res, relu, halo: winograd_conv2d_blocked(
+            ext, x, self.winograd_weight, self.layer.out_channels, self.bias, self._geometry.padding, res, relu, halo))
+
+    def _blocked(self, x: Blocked, residual: torch.Tensor | Blocked | None, conv: Callable[..., Blocked]) -> torch.Tensor | Blocked:
+        """``conv(residual, relu, out_halo)`` on blocked ``x``, the residual made blocked (or added
+        afterwards if it broadcasts); the output stays blocked for blocked readers (``blocked_halo``)."""
+        broadcast = residual is not None and tuple(residual.shape) != self._out_shape(x)
         if residual is not None and not broadcast and not isinstance(residual, Blocked):
-            residual = Blocked.from_tensor(ext, residual, (0, 0))
-        out = sparse_conv2d_blocked(
-            ext, blocked, self._csr, self.bias, self._geometry, self._total_pad, self._cache,
-            None if broadcast else residual, self.relu and not broadcast, self.blocked_halo or (0, 0),
-        )
+            residual = Blocked.from_tensor(kernels(), residual, (0, 0))
+        out = conv(None if broadcast else residual, self.relu and not broadcast, self.blocked_halo or (0, 0))
         if broadcast:
             return self._finish(out.to_tensor(), as_tensor(residual))
         return out if self.blocked_halo is not None else out.to_tensor()

@@ -17,7 +17,11 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["WINOGRAD_G", "POINTS", "winograd_weight", "WinogradTasks", "winograd_tasks", "winograd_conv2d"]
+from sparseift.inference.blocked import Blocked
+
+__all__ = [
+    "WINOGRAD_G", "POINTS", "winograd_weight", "WinogradTasks", "winograd_tasks", "winograd_conv2d", "winograd_conv2d_blocked",
+]
 
 WINOGRAD_G = torch.tensor(
     [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
@@ -37,6 +41,10 @@ large layers get chunks of more tiles than fit in L2, so that U is not streamed 
 
 MAX_CHUNK = 96
 TASKS_PER_THREAD = 8
+GEMM_ROWS = 6
+"""Tiles per register block of the channels-last product (``GEMM_ROWS`` in ``csrc/winograd.cpp``)."""
+LANE_TILES = 3
+"""Tiles (of ``V`` images each) per register block of the batch-blocked product (``LANE_TILES``)."""
 
 
 def winograd_weight(weight: torch.Tensor, vector_width: int) -> torch.Tensor:
@@ -65,24 +73,28 @@ class WinogradTasks(NamedTuple):
     parts: int
 
 
-def winograd_tasks(tiles: int, cin: int, cout: int, threads: int, rows: int = 6, strip: int = 16) -> WinogradTasks:
-    """Task sizes for ``tiles`` 4x4 output tiles of a ``cin -> cout`` conv on ``threads`` threads.
+def winograd_tasks(
+    tiles: int, cin: int, cout: int, threads: int, rows: int = GEMM_ROWS, strip: int = 16, lanes: int = 1
+) -> WinogradTasks:
+    """Task sizes for ``tiles`` 4x4 output tiles (of ``lanes`` images each) of a ``cin -> cout``
+    conv on ``threads`` threads.
 
     A chunk is a multiple of ``rows`` (the kernel's register block of tiles) that keeps a
-    task's scratch ``36 * chunk * (cin + cout') * 4`` bytes within :data:`L2_BYTES`, grown to
+    task's scratch ``36 * chunk * lanes * (cin + cout') * 4`` bytes within :data:`L2_BYTES`, grown to
     read at most :data:`WEIGHT_REUSE_BYTES` of the ``36 * cin * cout' * 4``-byte transformed
-    weights per tile (at most :data:`MAX_CHUNK`), then shrunk until there are
+    weights per image tile (at most :data:`MAX_CHUNK` image tiles), then shrunk until there are
     :data:`TASKS_PER_THREAD` tasks per thread. With fewer chunks than twice the threads
     (batch 1, small planes), each chunk is split into ranges of output channels
     (``strip``-wide blocks), so every thread has work.
     """
-    for name, value in (("tiles", tiles), ("cin", cin), ("cout", cout), ("threads", threads), ("rows", rows), ("strip", strip)):
+    sizes = (("tiles", tiles), ("cin", cin), ("cout", cout), ("threads", threads), ("rows", rows), ("strip", strip), ("lanes", lanes))
+    for name, value in sizes:
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     padded = -(-cout // strip) * strip
-    fit = L2_BYTES // (POINTS * 4 * (cin + padded))
-    reuse = POINTS * 4 * cin * padded // WEIGHT_REUSE_BYTES
-    chunk = min(MAX_CHUNK, max(fit, reuse, rows))
+    fit = L2_BYTES // (POINTS * 4 * lanes * (cin + padded))
+    reuse = POINTS * 4 * cin * padded // (WEIGHT_REUSE_BYTES * lanes)
+    chunk = min(max(rows, MAX_CHUNK // lanes), max(fit, reuse, rows))
     chunk = min(chunk, max(rows, tiles // (TASKS_PER_THREAD * threads)))
     chunk = max(rows, chunk // rows * rows)
     chunks = -(-tiles // chunk)
@@ -117,3 +129,33 @@ def winograd_conv2d(
     tasks = winograd_tasks(tiles, cin, cout, threads, strip=strip)
     ext.winograd_conv_out(x, u, bias, residual, out, ph, pw, relu, tasks.chunk, tasks.parts, threads)
     return out
+
+
+def winograd_conv2d_blocked(
+    ext: ModuleType,
+    x: Blocked,
+    u: torch.Tensor,
+    cout: int,
+    bias: torch.Tensor | None,
+    padding: tuple[int, int],
+    residual: Blocked | None,
+    relu: bool,
+    out_halo: tuple[int, int],
+) -> Blocked:
+    """:func:`winograd_conv2d` on batch-blocked activations (any input halo: the kernel reads
+    zeros outside the image), the output blocked with a zero ``out_halo``."""
+    n, cin, h, w = x.shape
+    ph, pw = padding
+    ho, wo = h + 2 * ph - 2, w + 2 * pw - 2
+    if ho < 1 or wo < 1:
+        raise ValueError(f"input {h}x{w} with padding {padding} gives no output of a 3x3 conv")
+    groups, vector, threads = int(x.data.shape[0]), ext.vector_width(), torch.get_num_threads()
+    out = ext.blocked_empty(groups, cout, ho + 2 * out_halo[0], wo + 2 * out_halo[1])
+    tiles = groups * (-(-ho // 4)) * (-(-wo // 4))
+    tasks = winograd_tasks(tiles, cin, cout, threads, rows=LANE_TILES, strip=2 * vector, lanes=vector)
+    res_halo = (0, 0) if residual is None else residual.halo
+    geometry = [ph, pw, *x.halo, *out_halo, *res_halo]
+    ext.winograd_conv_blocked_out(
+        x.data, u, bias, None if residual is None else residual.data, out, geometry, relu, tasks.chunk, tasks.parts, threads
+    )
+    return Blocked(out, n, out_halo)

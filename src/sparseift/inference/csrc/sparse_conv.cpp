@@ -27,6 +27,7 @@
 
 #include <torch/extension.h>
 
+#include "blocked.h"
 #include "buffer_pool.h"
 #include "simd.h"
 
@@ -332,25 +333,6 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
 
 namespace {
 
-// Zero the halo of every [Hp, Wp, VW] plane of `t` (`pitch` floats apart) around its h x w
-// interior at (hh, hw).
-void zero_halo(float* t, int64_t planes, int64_t pitch, int64_t hp, int64_t wp, int64_t hh, int64_t hw, int64_t h,
-               int64_t w, int64_t threads) {
-  if (hh == 0 && hw == 0) return;
-  parallel_tasks(threads, planes, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      float* plane = t + i * pitch;
-      std::fill(plane, plane + hh * wp * VW, 0.0f);
-      std::fill(plane + (hh + h) * wp * VW, plane + hp * wp * VW, 0.0f);
-      for (int64_t r = hh; r < hh + h; ++r) {
-        float* row = plane + r * wp * VW;
-        std::fill(row, row + hw * VW, 0.0f);
-        std::fill(row + (hw + w) * VW, row + wp * VW, 0.0f);
-      }
-    }
-  });
-}
-
 // Floats from one plane of a blocked tensor to the next: the plane rounded up to an odd number
 // of 64-byte lines, so that the same position of consecutive channels falls in different L1
 // sets (a 14 x 14 plane with a one-pixel halo is 8 KiB with AVX2, and the channels' slices of
@@ -368,15 +350,6 @@ inline void prefetch_run(const float* p, int64_t vectors) {
   const char* bytes = reinterpret_cast<const char*>(p);
   const int64_t size = vectors * VW * static_cast<int64_t>(sizeof(float));
   for (int64_t at = 0; at < size; at += 64) __builtin_prefetch(bytes + at, WRITE, 3);
-}
-
-// A float32 [G, C, Hp, Wp, VW] tensor of dense [Hp, Wp, VW] planes, stride(1) floats apart
-// (plane_pitch() for those made by blocked_empty; a contiguous tensor is fine too).
-void check_blocked(const torch::Tensor& t, const char* name) {
-  TORCH_CHECK(t.dim() == 5 && t.scalar_type() == torch::kFloat && t.size(4) == VW && t.stride(4) == 1 &&
-                  t.stride(3) == VW && t.stride(2) == t.size(3) * VW && t.stride(1) >= t.size(2) * t.stride(2) &&
-                  t.stride(0) == t.size(1) * t.stride(1),
-              name, " must be a float32 [G, C, Hp, Wp, vector_width()] tensor with dense planes (blocked_empty)");
 }
 
 }  // namespace

@@ -5,16 +5,21 @@
 // channels, the 36 element-wise products become 36 matrix products, one per point xi = 6 i + j:
 //     M[xi] (tiles x Cout) = V[xi] (tiles x Cin) . U[xi] (Cin x Cout).
 // A direct 3 x 3 conv does 9 multiply-adds per output position, input and output channel;
-// this does 36 / 16 = 2.25, plus the transforms. Activations are channels-last (channel
-// stride 1), so the transforms are vectorised over channels. Each task takes a chunk of
-// tiles through all three steps in its thread's scratch (V and M stay in that core's
-// caches; no synchronisation between the steps):
+// this does 36 / 16 = 2.25, plus the transforms. Two layouts, one vector each way:
+//  - channels-last (channel stride 1): a vector holds VW channels of one pixel; a tile is one
+//    image's 6 x 6 patch, V[xi][t][c] is a float;
+//  - batch-blocked [G, C, Hp, Wp, VW] (blocked.h): a vector holds one value of VW images; a
+//    tile is the same patch of a group of VW images, V[xi][t][c] is a vector, so a chain of
+//    sparse and Winograd convs keeps the layout (no conversion between them).
+// Each task takes a chunk of tiles (and one range of output channels) through all three steps
+// in its thread's scratch (V and M stay in that core's caches; no synchronisation between them):
 //  1. input transform into V[xi][t][c],
-//  2. the 36 products, in register blocks of GEMM_ROWS tiles x 2 vectors of output channels,
+//  2. the 36 products, in register blocks of tiles x output channels,
 //  3. output transform Y = A^T M A, + bias, + residual, ReLU, stored into the output's strides.
 
 #include <torch/extension.h>
 
+#include "blocked.h"
 #include "simd.h"
 
 namespace {
@@ -133,6 +138,63 @@ using GemmFn = void (*)(const float*, int64_t, const float*, int64_t, float*);
 constexpr GemmFn GEMM_BLOCKS[GEMM_ROWS] = {gemm_block<1>, gemm_block<2>, gemm_block<3>,
                                            gemm_block<4>, gemm_block<5>, gemm_block<6>};
 
+constexpr int LANE_TILES = 3;     // blocked layout: tiles per register block
+constexpr int LANE_CHANNELS = 4;  // and output channels: 3 x 4 accumulators + 3 inputs + 1 broadcast
+
+// m[(r * up + q) * VW ..] = sum_k v[(r * k_len + k) * VW ..] * u[k * 2 VW + q] for r < R,
+// q < LANE_CHANNELS: the blocked layout's product, vectors over images, u: LANE_CHANNELS
+// columns of a strip of 2 VW output channels.
+template <int R>
+void gemm_lanes(const float* __restrict v, int64_t k_len, const float* __restrict u, int64_t up, float* __restrict m) {
+  vec acc[R][LANE_CHANNELS];
+  UNROLL for (int r = 0; r < R; ++r) UNROLL for (int q = 0; q < LANE_CHANNELS; ++q) acc[r][q] = vec{};
+  for (int64_t k = 0; k < k_len; ++k) {
+    vec in[R];
+    UNROLL for (int r = 0; r < R; ++r) in[r] = load<vec>(v + (r * k_len + k) * VW);
+    UNROLL for (int q = 0; q < LANE_CHANNELS; ++q) {
+      const vec w = broadcast(u[k * 2 * VW + q]);
+      UNROLL for (int r = 0; r < R; ++r) acc[r][q] += in[r] * w;
+    }
+  }
+  UNROLL for (int r = 0; r < R; ++r) UNROLL for (int q = 0; q < LANE_CHANNELS; ++q) store(m + (r * up + q) * VW, acc[r][q]);
+}
+
+constexpr GemmFn LANE_BLOCKS[LANE_TILES] = {gemm_lanes<1>, gemm_lanes<2>, gemm_lanes<3>};
+
+// The tasks of one conv: `chunk` tiles x one of `parts` ranges of the `blocks` strips of 2 VW
+// output channels each; every worker has `scratch` floats for V and M. Per task:
+// input(v, t0, count), gemm(v, count, c_begin, c_end), output(t0, count, c_begin, c_end).
+template <class Input, class Gemm, class Output>
+void run_tasks(torch::Tensor& buffer, int64_t tiles, int64_t chunk, int64_t parts, int64_t blocks, int64_t scratch,
+               int64_t threads, const Input& input, const Gemm& gemm, const Output& output) {
+  parts = std::min(parts, blocks);
+  const int64_t tasks = (tiles + chunk - 1) / chunk * parts, workers = std::max<int64_t>(1, std::min(threads, tasks));
+  buffer = torch::empty({workers * scratch}, torch::kFloat);
+  float* buffers = buffer.data_ptr<float>();
+  parallel_workers(workers, tasks, [&](int64_t worker, int64_t first, int64_t last) {
+    float* v = buffers + worker * scratch;
+    for (int64_t task = first; task < last; ++task) {
+      const int64_t t0 = task / parts * chunk, count = std::min(chunk, tiles - t0), part = task % parts;
+      const int64_t c_begin = blocks * part / parts * 2 * VW, c_end = blocks * (part + 1) / parts * 2 * VW;
+      input(v, t0, count);
+      gemm(v, count, c_begin, c_end);
+      output(v, t0, count, c_begin, c_end);
+    }
+  });
+}
+
+void check_weight(const torch::Tensor& u, int64_t cin, int64_t cout) {
+  TORCH_CHECK(u.dim() == 4 && u.size(0) == 36 && u.size(2) == cin && u.size(3) == 2 * VW &&
+                  u.size(1) * 2 * VW >= cout && u.is_contiguous() && u.scalar_type() == torch::kFloat,
+              "u must be a contiguous float32 [36, Cout' / ", 2 * VW, ", Cin, ", 2 * VW, "] tensor, Cout' >= Cout");
+}
+
+void check_common(const c10::optional<torch::Tensor>& bias, int64_t cout, int64_t chunk, int64_t parts) {
+  TORCH_CHECK(!bias || (bias->is_contiguous() && bias->numel() == cout && bias->scalar_type() == torch::kFloat),
+              "bias must be a contiguous float32 tensor of Cout values");
+  TORCH_CHECK(chunk >= 1 && parts >= 1, "chunk and parts must be >= 1");
+}
+
 void check_channels_last(const torch::Tensor& t, const char* name) {
   TORCH_CHECK(t.dim() == 4 && t.scalar_type() == torch::kFloat && t.stride(1) == 1,
               name, " must be a 4-d float32 tensor with channel stride 1 (channels-last)");
@@ -151,27 +213,19 @@ void winograd_conv_out(const torch::Tensor& x, const torch::Tensor& u, const c10
   check_channels_last(out, "out");
   const int64_t n = x.size(0), cin = x.size(1), h = x.size(2), w = x.size(3);
   const int64_t cout = out.size(1), ho = out.size(2), wo = out.size(3);
-  TORCH_CHECK(u.dim() == 4 && u.size(0) == 36 && u.size(2) == cin && u.size(3) == 2 * VW &&
-                  u.size(1) * 2 * VW >= cout && u.is_contiguous() && u.scalar_type() == torch::kFloat,
-              "u must be a contiguous float32 [36, Cout' / ", 2 * VW, ", Cin, ", 2 * VW, "] tensor, Cout' >= Cout");
-  const int64_t up = u.size(1) * 2 * VW;
+  check_weight(u, cin, cout);
   TORCH_CHECK(out.size(0) == n && ho == h + 2 * ph - 2 && wo == w + 2 * pw - 2,
               "out must be [N, Cout, H + 2 ph - 2, W + 2 pw - 2]");
-  TORCH_CHECK(!bias || (bias->is_contiguous() && bias->numel() == cout && bias->scalar_type() == torch::kFloat),
-              "bias must be a contiguous float32 tensor of Cout values");
+  check_common(bias, cout, chunk, parts);
   if (residual) {
     check_channels_last(*residual, "residual");
     TORCH_CHECK(residual->sizes() == out.sizes(), "residual must have the output's shape");
   }
-  TORCH_CHECK(chunk >= 1 && parts >= 1, "chunk and parts must be >= 1");
-  const int64_t th = (ho + 3) / 4, tw = (wo + 3) / 4, tiles = n * th * tw;
+  const int64_t th = (ho + 3) / 4, tw = (wo + 3) / 4, tiles = n * th * tw, up = u.size(1) * 2 * VW;
   if (tiles == 0) return;
   chunk = std::min(chunk, tiles);
-  const int64_t blocks = up / (2 * VW);  // register blocks of output channels
-  parts = std::min(parts, blocks);
-  const int64_t chunks = (tiles + chunk - 1) / chunk, tasks = chunks * parts, workers = std::max<int64_t>(1, std::min(threads, tasks));
   const float* xp = x.data_ptr<float>();
-  const float* up_ = u.data_ptr<float>();
+  const float* uw = u.data_ptr<float>();
   const float* bp = bias ? bias->data_ptr<float>() : nullptr;
   const float* rp = residual ? residual->data_ptr<float>() : nullptr;
   float* yp = out.data_ptr<float>();
@@ -180,49 +234,123 @@ void winograd_conv_out(const torch::Tensor& x, const torch::Tensor& u, const c10
   const int64_t rn = residual ? residual->stride(0) : 0, ry = residual ? residual->stride(2) : 0,
                 rx = residual ? residual->stride(3) : 0;
   const int64_t cin_v = cin / VW * VW;
-  const int64_t scratch = 36 * chunk * (cin + up);  // floats of V and M per worker
-  torch::Tensor buffer = torch::empty({workers * scratch}, x.options());
-  float* buffers = buffer.data_ptr<float>();
-  parallel_workers(workers, tasks, [&](int64_t worker, int64_t first, int64_t last) {
-    float* v = buffers + worker * scratch;
-    for (int64_t task = first; task < last; ++task) {
-      const int64_t t0 = task / parts * chunk, count = std::min(chunk, tiles - t0), part = task % parts;
-      const int64_t c_begin = blocks * part / parts * 2 * VW, c_end = blocks * (part + 1) / parts * 2 * VW;
-      const int64_t c_stop = std::min(c_end, cout), c_vec = c_begin + (c_stop - c_begin) / VW * VW;
-      float* m = v + 36 * count * cin;
-      const int64_t vs = count * cin, ms = count * up;  // floats between the planes xi of V and of M
-      for (int64_t t = 0; t < count; ++t) {
-        const int64_t tile = t0 + t, img = tile / (th * tw), ty = tile / tw % th, tx = tile % tw;
-        const float* xi = xp + img * xn;
-        const int64_t iy0 = ty * 4 - ph, ix0 = tx * 4 - pw;
-        int64_t c = 0;
-        for (; c < cin_v; c += VW) input_tile<vec>(xi + c, xy, xx, iy0, ix0, h, w, v + t * cin + c, vs);
-        for (; c < cin; ++c) input_tile<float>(xi + c, xy, xx, iy0, ix0, h, w, v + t * cin + c, vs);
-      }
-      for (int64_t xi = 0; xi < 36; ++xi) {
-        const float* vx = v + xi * vs;
-        const float* ux = up_ + xi * cin * up;  // strip cb / (2 VW) at ux + cb * cin
-        float* mx = m + xi * ms;
-        for (int64_t cb = c_begin; cb < c_end; cb += 2 * VW)
-          for (int64_t r = 0; r < count; r += GEMM_ROWS)
-            GEMM_BLOCKS[std::min<int64_t>(GEMM_ROWS, count - r) - 1](vx + r * cin, cin, ux + cb * cin, up, mx + r * up + cb);
-      }
-      for (int64_t t = 0; t < count; ++t) {
-        const int64_t tile = t0 + t, img = tile / (th * tw), ty = tile / tw % th, tx = tile % tw;
-        const int64_t rows = std::min<int64_t>(4, ho - ty * 4), cols = std::min<int64_t>(4, wo - tx * 4);
-        float* y = yp + img * yn + ty * 4 * yy + tx * 4 * yx;
-        const float* r = rp ? rp + img * rn + ty * 4 * ry + tx * 4 * rx : nullptr;
-        const float* mt = m + t * up;
-        int64_t c = c_begin;
-        for (; c < c_vec; c += VW)
-          output_tile<vec>(mt + c, ms, bp ? load<vec>(bp + c) : vec{}, r ? r + c : nullptr, ry, rx, y + c, yy, yx,
-                           rows, cols, relu);
-        for (; c < c_stop; ++c)
-          output_tile<float>(mt + c, ms, bp ? bp[c] : 0.0f, r ? r + c : nullptr, ry, rx, y + c, yy, yx, rows, cols,
-                             relu);
+  auto m_of = [&](float* v, int64_t count) { return v + 36 * count * cin; };
+  auto input = [&](float* v, int64_t t0, int64_t count) {
+    const int64_t vs = count * cin;  // floats between the planes xi of V
+    for (int64_t t = 0; t < count; ++t) {
+      const int64_t tile = t0 + t, img = tile / (th * tw), ty = tile / tw % th, tx = tile % tw;
+      const float* xi = xp + img * xn;
+      const int64_t iy0 = ty * 4 - ph, ix0 = tx * 4 - pw;
+      int64_t c = 0;
+      for (; c < cin_v; c += VW) input_tile<vec>(xi + c, xy, xx, iy0, ix0, h, w, v + t * cin + c, vs);
+      for (; c < cin; ++c) input_tile<float>(xi + c, xy, xx, iy0, ix0, h, w, v + t * cin + c, vs);
+    }
+  };
+  auto gemm = [&](float* v, int64_t count, int64_t c_begin, int64_t c_end) {
+    float* m = m_of(v, count);
+    for (int64_t xi = 0; xi < 36; ++xi) {
+      const float* vx = v + xi * count * cin;
+      const float* ux = uw + xi * cin * up;  // strip cb / (2 VW) at ux + cb * cin
+      float* mx = m + xi * count * up;
+      for (int64_t cb = c_begin; cb < c_end; cb += 2 * VW)
+        for (int64_t r = 0; r < count; r += GEMM_ROWS)
+          GEMM_BLOCKS[std::min<int64_t>(GEMM_ROWS, count - r) - 1](vx + r * cin, cin, ux + cb * cin, up, mx + r * up + cb);
+    }
+  };
+  auto output = [&](float* v, int64_t t0, int64_t count, int64_t c_begin, int64_t c_end) {
+    const float* m = m_of(v, count);
+    const int64_t ms = count * up, c_stop = std::min(c_end, cout), c_vec = c_begin + (c_stop - c_begin) / VW * VW;
+    for (int64_t t = 0; t < count; ++t) {
+      const int64_t tile = t0 + t, img = tile / (th * tw), ty = tile / tw % th, tx = tile % tw;
+      const int64_t rows = std::min<int64_t>(4, ho - ty * 4), cols = std::min<int64_t>(4, wo - tx * 4);
+      float* y = yp + img * yn + ty * 4 * yy + tx * 4 * yx;
+      const float* r = rp ? rp + img * rn + ty * 4 * ry + tx * 4 * rx : nullptr;
+      const float* mt = m + t * up;
+      int64_t c = c_begin;
+      for (; c < c_vec; c += VW)
+        output_tile<vec>(mt + c, ms, bp ? load<vec>(bp + c) : vec{}, r ? r + c : nullptr, ry, rx, y + c, yy, yx, rows,
+                         cols, relu);
+      for (; c < c_stop; ++c)
+        output_tile<float>(mt + c, ms, bp ? bp[c] : 0.0f, r ? r + c : nullptr, ry, rx, y + c, yy, yx, rows, cols, relu);
+    }
+  };
+  torch::Tensor buffer;
+  run_tasks(buffer, tiles, chunk, parts, up / (2 * VW), 36 * chunk * (cin + up), threads, input, gemm, output);
+}
+
+// The same conv on batch-blocked activations: x [G, Cin, H + 2 hh, W + 2 hw, VW] (halo
+// (hh, hw) = x_halo, any: reads outside the image are zeros), out [G, Cout, Ho + 2 oh, Wo + 2 ow, VW]
+// (its halo (oh, ow) zeroed here), residual blocked with halo res_halo.
+void winograd_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& u, const c10::optional<torch::Tensor>& bias,
+                               const c10::optional<torch::Tensor>& residual, torch::Tensor& out,
+                               std::vector<int64_t> geometry, bool relu, int64_t chunk, int64_t parts, int64_t threads) {
+  check_blocked(x, "x");
+  check_blocked(out, "out");
+  TORCH_CHECK(geometry.size() == 8, "geometry must be [ph, pw, x halo h, x halo w, out halo h, out halo w, residual halo h, residual halo w]");
+  const int64_t ph = geometry[0], pw = geometry[1], hh = geometry[2], hw = geometry[3], oh = geometry[4],
+                ow = geometry[5], rh = geometry[6], rw = geometry[7];
+  const int64_t groups = x.size(0), cin = x.size(1), h = x.size(2) - 2 * hh, w = x.size(3) - 2 * hw;
+  const int64_t cout = out.size(1), ho = out.size(2) - 2 * oh, wo = out.size(3) - 2 * ow;
+  check_weight(u, cin, cout);
+  TORCH_CHECK(out.size(0) == groups && ho == h + 2 * ph - 2 && wo == w + 2 * pw - 2,
+              "out must be blocked [G, Cout, H + 2 ph - 2 + 2 oh, W + 2 pw - 2 + 2 ow, VW]");
+  check_common(bias, cout, chunk, parts);
+  if (residual) {
+    check_blocked(*residual, "residual");
+    TORCH_CHECK(residual->size(0) == groups && residual->size(1) == cout && residual->size(2) == ho + 2 * rh &&
+                    residual->size(3) == wo + 2 * rw,
+                "residual must be blocked with the output's shape and halo (", rh, ", ", rw, ")");
+  }
+  const int64_t th = (ho + 3) / 4, tw = (wo + 3) / 4, tiles = groups * th * tw, up = u.size(1) * 2 * VW;
+  chunk = std::min(chunk, tiles);
+  const float* xp = x.data_ptr<float>();
+  const float* uw = u.data_ptr<float>();
+  const float* bp = bias ? bias->data_ptr<float>() : nullptr;
+  const float* rp = residual ? residual->data_ptr<float>() : nullptr;
+  float* yp = out.data_ptr<float>();
+  const int64_t xpitch = x.stride(1), xy = x.size(3) * VW;
+  const int64_t ypitch = out.stride(1), yy = out.size(3) * VW;
+  const int64_t rpitch = residual ? residual->stride(1) : 0, ry = residual ? residual->size(3) * VW : 0;
+  zero_halo(yp, groups * cout, ypitch, out.size(2), out.size(3), oh, ow, ho, wo, threads);
+  auto m_of = [&](float* v, int64_t count) { return v + 36 * count * cin * VW; };
+  auto input = [&](float* v, int64_t t0, int64_t count) {
+    const int64_t vs = count * cin * VW;
+    for (int64_t t = 0; t < count; ++t) {
+      const int64_t tile = t0 + t, g = tile / (th * tw), ty = tile / tw % th, tx = tile % tw;
+      const float* xg = xp + g * cin * xpitch + (hh * x.size(3) + hw) * VW;  // pixel (0, 0) of channel 0
+      for (int64_t c = 0; c < cin; ++c)
+        input_tile<vec>(xg + c * xpitch, xy, VW, ty * 4 - ph, tx * 4 - pw, h, w, v + (t * cin + c) * VW, vs);
+    }
+  };
+  auto gemm = [&](float* v, int64_t count, int64_t c_begin, int64_t c_end) {
+    float* m = m_of(v, count);
+    for (int64_t xi = 0; xi < 36; ++xi) {
+      const float* vx = v + xi * count * cin * VW;
+      const float* ux = uw + xi * cin * up;
+      float* mx = m + xi * count * up * VW;
+      for (int64_t co = c_begin; co < c_end; co += LANE_CHANNELS) {
+        const float* strip = ux + co / (2 * VW) * 2 * VW * cin + co % (2 * VW);
+        for (int64_t r = 0; r < count; r += LANE_TILES)
+          LANE_BLOCKS[std::min<int64_t>(LANE_TILES, count - r) - 1](vx + r * cin * VW, cin, strip, up,
+                                                                      mx + (r * up + co) * VW);
       }
     }
-  });
+  };
+  auto output = [&](float* v, int64_t t0, int64_t count, int64_t c_begin, int64_t c_end) {
+    const float* m = m_of(v, count);
+    const int64_t ms = count * up * VW, c_stop = std::min(c_end, cout);
+    for (int64_t t = 0; t < count; ++t) {
+      const int64_t tile = t0 + t, g = tile / (th * tw), ty = tile / tw % th, tx = tile % tw;
+      const int64_t rows = std::min<int64_t>(4, ho - ty * 4), cols = std::min<int64_t>(4, wo - tx * 4);
+      float* y = yp + g * cout * ypitch + ((oh + ty * 4) * out.size(3) + ow + tx * 4) * VW;
+      const float* r = rp ? rp + g * cout * rpitch + ((rh + ty * 4) * residual->size(3) + rw + tx * 4) * VW : nullptr;
+      for (int64_t c = c_begin; c < c_stop; ++c)
+        output_tile<vec>(m + (t * up + c) * VW, ms, broadcast(bp ? bp[c] : 0.0f), r ? r + c * rpitch : nullptr, ry, VW,
+                         y + c * ypitch, yy, VW, rows, cols, relu);
+    }
+  };
+  torch::Tensor buffer;
+  run_tasks(buffer, tiles, chunk, parts, up / (2 * VW), 36 * chunk * (cin + up) * VW, threads, input, gemm, output);
 }
 
 }  // namespace
@@ -230,4 +358,6 @@ void winograd_conv_out(const torch::Tensor& x, const torch::Tensor& u, const c10
 void register_winograd(pybind11::module_& m) {
   m.def("winograd_conv_out", &winograd_conv_out,
         "dense 3x3 stride-1 conv by Winograd F(4x4, 3x3) on channels-last tensors, with fused bias, residual and ReLU");
+  m.def("winograd_conv_blocked_out", &winograd_conv_blocked_out,
+        "dense 3x3 stride-1 conv by Winograd F(4x4, 3x3) on batch-blocked activations, with fused bias, residual and ReLU");
 }
