@@ -15,35 +15,53 @@ from torch import nn
 from sparseift.inference import compile, max_relative_error
 from sparseift.inference.layers import path_unsupported
 from sparseift.inference.blocked import Blocked
-from sparseift.inference.winograd import MAX_CHUNK, winograd_conv2d, winograd_conv2d_blocked, winograd_tasks, winograd_weight
+from sparseift.inference.winograd import (
+    CACHED_WEIGHT_BYTES,
+    MAX_CHUNK,
+    TILES,
+    WEIGHT_REUSE_BYTES,
+    WEIGHT_TILES,
+    winograd_conv2d,
+    winograd_conv2d_blocked,
+    winograd_tasks,
+    winograd_tile,
+    winograd_weight,
+)
 from sparseift.transforms.layers import describe
 
-# B^T and A^T of F(4x4, 3x3) (Lavin & Gray 2016, points 0, +-1, +-2, infinity), written out
-# independently of the kernel's factored transforms.
-BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-               [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=np.float64)
-AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=np.float64)
+# B^T and A^T of F(4x4, 3x3) (Lavin & Gray 2016, points 0, +-1, +-2, infinity) and of
+# F(2x2, 3x3) (points 0, +-1, infinity), written out independently of the kernel's factored transforms.
+BT = {
+    4: np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                 [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=np.float64),
+    2: np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64),
+}
+AT = {
+    4: np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=np.float64),
+    2: np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64),
+}
 
 
-def _unpack(u: torch.Tensor, cin: int, cout: int) -> np.ndarray:
-    """Packed [36, Cout'/s, Cin, s] -> U[6, 6, Cin, Cout]."""
-    return u.permute(0, 2, 1, 3).reshape(6, 6, cin, -1)[..., :cout].double().numpy()
+def _unpack(u: torch.Tensor, tile: int, cin: int) -> np.ndarray:
+    """Packed [P, Cout'/s, Cin, s] -> U[a, a, Cin, Cout'] (a = tile + 2)."""
+    return u.permute(0, 2, 1, 3).reshape(tile + 2, tile + 2, cin, -1).double().numpy()
 
 
+@pytest.mark.parametrize("tile", TILES)
 @pytest.mark.parametrize("vector_width", [1, 4, 8, 16])
-def test_weight_transform_gives_the_direct_correlation_of_a_tile(vector_width):
+def test_weight_transform_gives_the_direct_correlation_of_a_tile(vector_width, tile):
     rng = np.random.default_rng(0)
-    cin, cout = 3, 5
+    cin, cout, a = 3, 5, tile + 2
     g = rng.standard_normal((cout, cin, 3, 3))
-    d = rng.standard_normal((cin, 6, 6))
-    u = winograd_weight(torch.from_numpy(g), vector_width)
-    assert u.shape == (36, -(-cout // (2 * vector_width)), cin, 2 * vector_width)
-    unpacked = _unpack(u, cin, cout)
-    assert np.all(u.permute(0, 2, 1, 3).reshape(6, 6, cin, -1)[..., cout:].numpy() == 0)  # padding columns
-    v = np.einsum("ik,ckl,jl->ijc", BT, d, BT)  # B^T d B per input channel
-    y = np.einsum("ki,ijo,lj->okl", AT, np.einsum("ijc,ijco->ijo", v, unpacked), AT)
-    direct = np.array([[[sum(g[o, c, a, b] * d[c, k + a, l + b] for c in range(cin) for a in range(3) for b in range(3))
-                         for l in range(4)] for k in range(4)] for o in range(cout)])
+    d = rng.standard_normal((cin, a, a))
+    u = winograd_weight(torch.from_numpy(g), vector_width, tile)
+    assert u.shape == (a * a, -(-cout // (2 * vector_width)), cin, 2 * vector_width)
+    unpacked = _unpack(u, tile, cin)
+    assert np.all(unpacked[..., cout:] == 0)  # padding columns
+    v = np.einsum("ik,ckl,jl->ijc", BT[tile], d, BT[tile])  # B^T d B per input channel
+    y = np.einsum("ki,ijo,lj->okl", AT[tile], np.einsum("ijc,ijco->ijo", v, unpacked[..., :cout]), AT[tile])
+    direct = np.array([[[sum(g[o, c, p, q] * d[c, k + p, l + q] for c in range(cin) for p in range(3) for q in range(3))
+                         for l in range(tile)] for k in range(tile)] for o in range(cout)])
     np.testing.assert_allclose(y, direct, rtol=1e-5, atol=1e-5)  # u is float32
 
 
@@ -52,6 +70,18 @@ def test_weight_transform_rejects_other_kernels():
         winograd_weight(torch.zeros(4, 4, 5, 5), 8)
     with pytest.raises(ValueError, match="vector_width must be >= 1"):
         winograd_weight(torch.zeros(4, 4, 3, 3), 0)
+    with pytest.raises(ValueError, match=r"tile must be one of \(4, 2\)"):
+        winograd_weight(torch.zeros(4, 4, 3, 3), 8, tile=6)
+
+
+def test_tile_choice_weighs_products_against_reading_the_weights():
+    assert winograd_tile(1, 56, 56) == 4 and winograd_tile(64, 7, 7) == 4  # many tiles: fewer products
+    assert winograd_tile(1, 7, 7) == 2 and winograd_tile(1, 14, 14) == 2  # few tiles: 16 / 36 of the weights
+    for batch, size in ((1, 7), (1, 14), (1, 56), (64, 7)):  # against the cost written out
+        costs = {t: (t + 2) ** 2 * (batch * (-(-size // t)) ** 2 + WEIGHT_TILES) for t in TILES}
+        assert winograd_tile(batch, size, size) == min(costs, key=costs.get)
+    with pytest.raises(ValueError, match="height must be >= 1"):
+        winograd_tile(1, 0, 4)
 
 
 def _reference(x, weight, bias, padding, residual, relu):
@@ -67,7 +97,8 @@ def _reference(x, weight, bias, padding, residual, relu):
      (2, 24, 17, (7, 10), (2, 0)), (1, 70, 40, 14, (1, 1))],
 )
 @pytest.mark.parametrize("epilogue", ["bias", "none", "residual_relu"])
-def test_kernel_matches_conv2d(ext, batch, cin, cout, size, padding, epilogue):
+@pytest.mark.parametrize("tile", TILES)
+def test_kernel_matches_conv2d(ext, batch, cin, cout, size, padding, epilogue, tile):
     torch.manual_seed(0)
     h, w = (size, size) if isinstance(size, int) else size
     x = torch.randn(batch, cin, h, w)
@@ -77,18 +108,19 @@ def test_kernel_matches_conv2d(ext, batch, cin, cout, size, padding, epilogue):
     residual = torch.randn(batch, cout, ho, wo) if epilogue == "residual_relu" else None
     relu = epilogue == "residual_relu"
     expected = _reference(x, weight, bias, padding, residual, relu)
-    u = winograd_weight(weight, ext.vector_width())
+    u = winograd_weight(weight, ext.vector_width(), tile)
     out = winograd_conv2d(ext, x, u, cout, bias, padding, residual, relu)  # NCHW in: made channels-last
     assert out.shape == expected.shape and out.is_contiguous(memory_format=torch.channels_last)
     assert max_relative_error(out, expected) <= 1e-5
 
 
 @pytest.mark.parametrize(("chunk", "parts"), [(1, 1), (6, 1), (7, 3), (96, 1), (12, 64)])
-def test_task_splits_and_threads_give_the_same_bits(ext, chunk, parts):
+@pytest.mark.parametrize("tile", TILES)
+def test_task_splits_and_threads_give_the_same_bits(ext, chunk, parts, tile):
     torch.manual_seed(1)
     x = torch.randn(2, 19, 11, 11).contiguous(memory_format=torch.channels_last)
     weight, bias = torch.randn(45, 19, 3, 3), torch.randn(45)
-    u = winograd_weight(weight, ext.vector_width())
+    u = winograd_weight(weight, ext.vector_width(), tile)
     outs = []
     for threads in (1, 2, 3):
         out = torch.full((2, 45, 11, 11), float("nan")).contiguous(memory_format=torch.channels_last)
@@ -119,6 +151,8 @@ def test_kernel_rejects_bad_arguments(ext):
         ext.winograd_conv_out(x.contiguous(), u, None, None, out, 1, 1, False, 6, 1, 1)
     with pytest.raises(RuntimeError, match="u must be"):
         ext.winograd_conv_out(x, u[:, :, :4], None, None, out, 1, 1, False, 6, 1, 1)
+    with pytest.raises(RuntimeError, match="u must have 36"):
+        ext.winograd_conv_out(x, u[:20].contiguous(), None, None, out, 1, 1, False, 6, 1, 1)
     with pytest.raises(RuntimeError, match="out must be"):
         ext.winograd_conv_out(x, u, None, None, out, 0, 0, False, 6, 1, 1)
     with pytest.raises(RuntimeError, match="chunk and parts must be >= 1"):
@@ -127,20 +161,24 @@ def test_kernel_rejects_bad_arguments(ext):
         winograd_conv2d(ext, torch.randn(1, 8, 1, 1), u, 8, None, (0, 0))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
-    tiles=st.integers(1, 20000), cin=st.integers(1, 1024), cout=st.integers(1, 1024),
-    threads=st.integers(1, 16), strip=st.sampled_from([8, 16, 32]),
+    tiles=st.integers(1, 20000), cin=st.integers(1, 1024), cout=st.integers(1, 1024), threads=st.integers(1, 16),
+    strip=st.sampled_from([8, 16, 32]), layout=st.sampled_from([(6, 1), (3, 8), (3, 16)]), points=st.sampled_from([16, 36]),
 )
-def test_task_sizes(tiles, cin, cout, threads, strip):
-    chunk, parts = winograd_tasks(tiles, cin, cout, threads, strip=strip)
-    assert chunk % 6 == 0 and 6 <= chunk <= MAX_CHUNK
+def test_task_sizes(tiles, cin, cout, threads, strip, layout, points):
+    rows, lanes = layout  # channels-last: 6-tile register blocks; blocked: 3 tiles of `lanes` images
+    chunk, parts = winograd_tasks(tiles, cin, cout, threads, rows=rows, strip=strip, lanes=lanes, points=points)
+    assert chunk % rows == 0 and rows <= chunk <= max(rows, MAX_CHUNK // lanes)
     assert 1 <= parts <= -(-cout // strip)
     chunks = -(-tiles // chunk)
     if chunks >= 2 * threads:
         assert parts == 1
-    if tiles >= 6 * 8 * threads:  # enough tiles: every thread gets 8 tasks, rounding down to whole register blocks
-        assert chunks >= 8 * threads or chunk == 6
+    weights = points * 4 * cin * -(-cout // strip) * strip
+    if weights <= CACHED_WEIGHT_BYTES and tiles >= rows * 8 * threads:  # every thread gets 8 tasks (whole register blocks)
+        assert chunks >= 8 * threads or chunk == rows
+    if weights > CACHED_WEIGHT_BYTES and tiles * lanes * WEIGHT_REUSE_BYTES <= weights and tiles <= MAX_CHUNK // lanes:
+        assert chunks == 1  # weights streamed from memory: read once, the threads split the output channels
 
 
 def test_task_sizes_reject_bad_arguments():
@@ -186,13 +224,14 @@ def test_dense_3x3_stride1_convs_take_winograd_and_match_eager(ext):
 
 @pytest.mark.parametrize(("batch", "cin", "cout", "size"), [(3, 13, 21, 9), (17, 8, 40, (6, 11)), (9, 35, 5, 4)])
 @pytest.mark.parametrize(("in_halo", "out_halo", "res_halo"), [((0, 0), (0, 0), (0, 0)), ((1, 1), (1, 2), (1, 1)), ((2, 0), (0, 1), (0, 0))])
-def test_blocked_kernel_matches_conv2d(ext, batch, cin, cout, size, in_halo, out_halo, res_halo):
+@pytest.mark.parametrize("tile", TILES)
+def test_blocked_kernel_matches_conv2d(ext, batch, cin, cout, size, in_halo, out_halo, res_halo, tile):
     torch.manual_seed(4)
     h, w = (size, size) if isinstance(size, int) else size
     x, weight, bias = torch.randn(batch, cin, h, w), torch.randn(cout, cin, 3, 3), torch.randn(cout)
     residual = torch.randn(batch, cout, h, w)
     expected = _reference(x, weight, bias, (1, 1), residual, True)
-    u = winograd_weight(weight, ext.vector_width())
+    u = winograd_weight(weight, ext.vector_width(), tile)
     out = winograd_conv2d_blocked(
         ext, Blocked.from_tensor(ext, x, in_halo), u, cout, bias, (1, 1), Blocked.from_tensor(ext, residual, res_halo), True, out_halo
     )

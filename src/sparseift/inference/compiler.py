@@ -4,7 +4,8 @@ The model is traced with ``torch.fx``; on the graph, BatchNorm is folded into th
 before it, a residual add is moved into the epilogue of the conv/linear that produces one
 of its operands, and a ReLU into the layer it follows. Every Conv2d/Linear (and Hugging
 Face ``Conv1D``) becomes an :class:`~sparseift.inference.layers.InferenceLayer` that runs
-on the sparse kernels or on PyTorch's dense ops (:func:`~sparseift.inference.layers.choose_path`).
+on the zero-skipping kernels, on our dense Winograd kernel (3x3 stride-1 convs) or on
+PyTorch's dense ops (:func:`~sparseift.inference.layers.choose_path`).
 Models that ``torch.fx`` cannot trace (data-dependent control flow, e.g. Hugging Face
 GPT-2) keep their own forward and only have their layers replaced, without fusion.
 """
@@ -266,7 +267,7 @@ def compile(  # noqa: A001  (mirrors torch.compile)
             ``example_inputs`` (required) and keep the fastest; the reason then gives the
             times. Inputs of the batch size you will serve give the most faithful choice.
         tune_paths: the paths ``tune`` chooses from (default all of
-            :data:`~sparseift.inference.layers.PATHS`, incl. channels-last dense convs).
+            :data:`~sparseift.inference.layers.PATHS`, incl. channels-last and Winograd dense convs).
         rtol: tolerance of the check against eager, ``max|y - y_eager| / max|y_eager|``.
     """
     if not isinstance(model, nn.Module):

@@ -1,5 +1,6 @@
 """One inference layer: a Conv2d or Linear with folded BatchNorm, fused residual add and ReLU,
-run by the sparse kernels or by PyTorch's dense ops, and the rule that picks between them."""
+run by the zero-skipping kernels, the dense Winograd kernel or PyTorch's dense ops, and the
+rule that picks between them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 from sparseift.inference._ext import kernels
 from sparseift.inference.blocked import MAX_COLUMN_STRIDE, Blocked, BlockedModule, as_tensor, sparse_conv2d_blocked
 from sparseift.inference.kernels import ConvGeometry, PlanCache, pack_weight, sparse_conv2d, sparse_linear
-from sparseift.inference.winograd import winograd_conv2d, winograd_conv2d_blocked, winograd_weight
+from sparseift.inference.winograd import winograd_conv2d, winograd_conv2d_blocked, winograd_tile, winograd_weight
 from sparseift.transforms.layers import DenseLayer
 
 __all__ = ["Path", "PATHS", "LayerPlan", "MAX_DENSITY", "choose_path", "dense_path", "path_unsupported", "unsupported_reason", "InferenceLayer"]
@@ -167,8 +168,7 @@ class InferenceLayer(BlockedModule):
         else:
             layout = torch.channels_last if plan.path == "dense_cl" else torch.contiguous_format
             self.register_buffer("weight", weight.detach().float().contiguous(memory_format=layout))
-        if plan.path == "winograd":
-            self.register_buffer("winograd_weight", winograd_weight(weight, kernels().vector_width()))
+        self._winograd_weights: dict[int, torch.Tensor] = {}  # F(m x m, 3x3) weights by tile m, made on first use
 
     def dense_weight(self) -> torch.Tensor:
         """The layer's (folded) weight as a dense tensor, whichever path holds it."""
@@ -234,7 +234,7 @@ class InferenceLayer(BlockedModule):
     def _winograd(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         fused = residual is None or tuple(residual.shape) == self._out_shape(x)
         out = winograd_conv2d(
-            kernels(), x, self.winograd_weight, self.layer.out_channels, self.bias, self._geometry.padding,
+            kernels(), x, self._winograd_weight(x), self.layer.out_channels, self.bias, self._geometry.padding,
             residual if fused else None, self.relu and fused,
         )
         return out if fused else self._finish(out, residual)
@@ -265,7 +265,15 @@ class InferenceLayer(BlockedModule):
     def _winograd_blocked(self, x: Blocked, residual: torch.Tensor | Blocked | None) -> torch.Tensor | Blocked:
         ext = kernels()
         return self._blocked(x, residual, lambda res, relu, halo: winograd_conv2d_blocked(
-            ext, x, self.winograd_weight, self.layer.out_channels, self.bias, self._geometry.padding, res, relu, halo))
+            ext, x, self._winograd_weight(x), self.layer.out_channels, self.bias, self._geometry.padding, res, relu, halo))
+
+    def _winograd_weight(self, x: torch.Tensor | Blocked) -> torch.Tensor:
+        """The transformed weight of the tile :func:`~sparseift.inference.winograd.winograd_tile` picks for input ``x``."""
+        n, _, ho, wo = self._out_shape(x)
+        tile = winograd_tile(n, ho, wo)
+        if tile not in self._winograd_weights:
+            self._winograd_weights[tile] = winograd_weight(self.weight, kernels().vector_width(), tile)
+        return self._winograd_weights[tile]
 
     def _blocked(self, x: Blocked, residual: torch.Tensor | Blocked | None, conv: Callable[..., Blocked]) -> torch.Tensor | Blocked:
         """``conv(residual, relu, out_halo)`` on blocked ``x``, the residual made blocked (or added

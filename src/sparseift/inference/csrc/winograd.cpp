@@ -1,20 +1,21 @@
-// Dense 3 x 3 stride-1 convolution by Winograd's minimal filtering F(4 x 4, 3 x 3)
+// Dense 3 x 3 stride-1 convolution by Winograd's minimal filtering F(M x M, 3 x 3), M = 4 or 2
 // (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016, eq. 8):
 //     Y = A^T [ U (.) V ] A,   U = G g G^T (the weights, transformed once),   V = B^T d B
-// for every 6 x 6 input tile d (tiles 4 apart) and 4 x 4 output tile Y. Summed over input
-// channels, the 36 element-wise products become 36 matrix products, one per point xi = 6 i + j:
+// for every (M + 2)^2 input tile d (tiles M apart) and M x M output tile Y. Summed over input
+// channels, the POINTS = (M + 2)^2 element-wise products become matrix products, one per point xi:
 //     M[xi] (tiles x Cout) = V[xi] (tiles x Cin) . U[xi] (Cin x Cout).
 // A direct 3 x 3 conv does 9 multiply-adds per output position, input and output channel;
-// this does 36 / 16 = 2.25, plus the transforms. Two layouts, one vector each way:
+// F(4, 3) does 36 / 16 = 2.25, F(2, 3) 16 / 4 = 4 but has 16 / 36 of the transformed weights
+// (for layers bound by reading them: few tiles, many channels). Two layouts, one vector each way:
 //  - channels-last (channel stride 1): a vector holds VW channels of one pixel; a tile is one
-//    image's 6 x 6 patch, V[xi][t][c] is a float;
+//    image's patch, V[xi][t][c] is a float;
 //  - batch-blocked [G, C, Hp, Wp, VW] (blocked.h): a vector holds one value of VW images; a
 //    tile is the same patch of a group of VW images, V[xi][t][c] is a vector, so a chain of
 //    sparse and Winograd convs keeps the layout (no conversion between them).
 // Each task takes a chunk of tiles (and one range of output channels) through all three steps
 // in its thread's scratch (V and M stay in that core's caches; no synchronisation between them):
 //  1. input transform into V[xi][t][c],
-//  2. the 36 products, in register blocks of tiles x output channels,
+//  2. the products, in register blocks of tiles x output channels,
 //  3. output transform Y = A^T M A, + bias, + residual, ReLU, stored into the output's strides.
 
 #include <torch/extension.h>
@@ -39,71 +40,93 @@ inline void store(float* p, vec v) { *reinterpret_cast<vec_u*>(p) = v; }
 inline float relu0(float v) { return v > 0.0f ? v : 0.0f; }
 inline vec relu0(vec v) { return v > 0.0f ? v : vec{}; }
 
-// o = B^T d for one column (or row) of a 6 x 6 tile; B^T has rows
-// [4 0 -5 0 1 0], [0 -4 -4 1 1 0], [0 4 -4 -1 1 0], [0 -2 -1 2 1 0], [0 2 -1 -2 1 0], [0 4 0 -5 0 1].
-template <class T>
-inline void input_1d(const T d[6], T o[6]) {
-  const T a = d[4] - 4.0f * d[2], b = d[3] - 4.0f * d[1];
-  const T c = d[4] - d[2], e = 2.0f * (d[3] - d[1]);
-  o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
-  o[1] = a + b;
-  o[2] = a - b;
-  o[3] = c + e;
-  o[4] = c - e;
-  o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+// F(M x M, 3 x 3), M = 4 or 2: input tiles of ALPHA = M + 2 pixels a side, POINTS = ALPHA^2 products.
+template <int M>
+constexpr int ALPHA = M + 2;
+template <int M>
+constexpr int POINTS = ALPHA<M> * ALPHA<M>;
+
+// o = B^T d for one column (or row) of an input tile.
+// F(4, 3): B^T has rows [4 0 -5 0 1 0], [0 -4 -4 1 1 0], [0 4 -4 -1 1 0], [0 -2 -1 2 1 0],
+// [0 2 -1 -2 1 0], [0 4 0 -5 0 1]; F(2, 3): [1 0 -1 0], [0 1 1 0], [0 -1 1 0], [0 1 0 -1].
+template <int M, class T>
+inline void input_1d(const T* d, T* o) {
+  if constexpr (M == 4) {
+    const T a = d[4] - 4.0f * d[2], b = d[3] - 4.0f * d[1];
+    const T c = d[4] - d[2], e = 2.0f * (d[3] - d[1]);
+    o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+    o[1] = a + b;
+    o[2] = a - b;
+    o[3] = c + e;
+    o[4] = c - e;
+    o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+  } else {
+    static_assert(M == 2, "F(4, 3) or F(2, 3)");
+    o[0] = d[0] - d[2];
+    o[1] = d[1] + d[2];
+    o[2] = d[2] - d[1];
+    o[3] = d[1] - d[3];
+  }
 }
 
-// y = A^T m for one column (or row); A^T has rows
-// [1 1 1 1 1 0], [0 1 -1 2 -2 0], [0 1 1 4 4 0], [0 1 -1 8 -8 1].
-template <class T>
-inline void output_1d(const T m[6], T y[4]) {
-  const T s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
-  y[0] = m[0] + s12 + s34;
-  y[1] = d12 + 2.0f * d34;
-  y[2] = s12 + 4.0f * s34;
-  y[3] = d12 + 8.0f * d34 + m[5];
+// y = A^T m for one column (or row). F(4, 3): A^T has rows [1 1 1 1 1 0], [0 1 -1 2 -2 0],
+// [0 1 1 4 4 0], [0 1 -1 8 -8 1]; F(2, 3): [1 1 1 0], [0 1 -1 -1].
+template <int M, class T>
+inline void output_1d(const T* m, T* y) {
+  if constexpr (M == 4) {
+    const T s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
+    y[0] = m[0] + s12 + s34;
+    y[1] = d12 + 2.0f * d34;
+    y[2] = s12 + 4.0f * s34;
+    y[3] = d12 + 8.0f * d34 + m[5];
+  } else {
+    y[0] = m[0] + m[1] + m[2];
+    y[1] = m[1] - m[2] - m[3];
+  }
 }
 
 // V[xi] = (B^T d B)[xi] of the tile whose top-left input is (iy0, ix0) (may lie in the
 // padding: reads outside [0, h) x [0, w) are zeros); x is the channel's (image's) origin,
 // element (iy, ix) at x[iy * sy + ix * sx]; V[xi] is stored at v[xi * vs].
-template <class T>
+template <int M, class T>
 void input_tile(const float* x, int64_t sy, int64_t sx, int64_t iy0, int64_t ix0, int64_t h, int64_t w, float* v,
                 int64_t vs) {
-  T cols[6][6];  // cols[j] = B^T d[:, j]
-  for (int j = 0; j < 6; ++j) {
+  constexpr int A = ALPHA<M>;
+  T cols[A][A];  // cols[j] = B^T d[:, j]
+  for (int j = 0; j < A; ++j) {
     const int64_t ix = ix0 + j;
-    T d[6];
-    for (int i = 0; i < 6; ++i) {
+    T d[A];
+    for (int i = 0; i < A; ++i) {
       const int64_t iy = iy0 + i;
       d[i] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? load<T>(x + iy * sy + ix * sx) : T{};
     }
-    input_1d(d, cols[j]);
+    input_1d<M>(d, cols[j]);
   }
-  for (int i = 0; i < 6; ++i) {
-    T row[6], o[6];
-    for (int j = 0; j < 6; ++j) row[j] = cols[j][i];
-    input_1d(row, o);
-    for (int j = 0; j < 6; ++j) store(v + (i * 6 + j) * vs, o[j]);
+  for (int i = 0; i < A; ++i) {
+    T row[A], o[A];
+    for (int j = 0; j < A; ++j) row[j] = cols[j][i];
+    input_1d<M>(row, o);
+    for (int j = 0; j < A; ++j) store(v + (i * A + j) * vs, o[j]);
   }
 }
 
-// The 4 x 4 output tile A^T M A (M[xi] at m[xi * ms]) + bias (+ residual), ReLU, of which the
+// The M x M output tile A^T M A (point xi at m[xi * ms]) + bias (+ residual), ReLU, of which the
 // first rows x cols positions are stored: position (k, l) at y[k * yy + l * yx], its residual at
 // res[k * ry + l * rx].
-template <class T>
+template <int M, class T>
 void output_tile(const float* m, int64_t ms, T bias, const float* res, int64_t ry, int64_t rx, float* y, int64_t yy,
                  int64_t yx, int64_t rows, int64_t cols, bool relu) {
-  T part[6][4];  // part[j] = A^T M[:, j]
-  for (int j = 0; j < 6; ++j) {
-    T col[6];
-    for (int i = 0; i < 6; ++i) col[i] = load<T>(m + (i * 6 + j) * ms);
-    output_1d(col, part[j]);
+  constexpr int A = ALPHA<M>;
+  T part[A][M];  // part[j] = A^T M[:, j]
+  for (int j = 0; j < A; ++j) {
+    T col[A];
+    for (int i = 0; i < A; ++i) col[i] = load<T>(m + (i * A + j) * ms);
+    output_1d<M>(col, part[j]);
   }
   for (int k = 0; k < rows; ++k) {
-    T row[6], o[4];
-    for (int j = 0; j < 6; ++j) row[j] = part[j][k];
-    output_1d(row, o);
+    T row[A], o[M];
+    for (int j = 0; j < A; ++j) row[j] = part[j][k];
+    output_1d<M>(row, o);
     for (int l = 0; l < cols; ++l) {
       T value = o[l] + bias;
       if (res) value += load<T>(res + k * ry + l * rx);
@@ -184,9 +207,9 @@ void run_tasks(torch::Tensor& buffer, int64_t tiles, int64_t chunk, int64_t part
 }
 
 void check_weight(const torch::Tensor& u, int64_t cin, int64_t cout) {
-  TORCH_CHECK(u.dim() == 4 && u.size(0) == 36 && u.size(2) == cin && u.size(3) == 2 * VW &&
-                  u.size(1) * 2 * VW >= cout && u.is_contiguous() && u.scalar_type() == torch::kFloat,
-              "u must be a contiguous float32 [36, Cout' / ", 2 * VW, ", Cin, ", 2 * VW, "] tensor, Cout' >= Cout");
+  TORCH_CHECK(u.dim() == 4 && u.size(2) == cin && u.size(3) == 2 * VW && u.size(1) * 2 * VW >= cout &&
+                  u.is_contiguous() && u.scalar_type() == torch::kFloat,
+              "u must be a contiguous float32 [points, Cout' / ", 2 * VW, ", Cin, ", 2 * VW, "] tensor, Cout' >= Cout");
 }
 
 void check_common(const c10::optional<torch::Tensor>& bias, int64_t cout, int64_t chunk, int64_t parts) {
@@ -200,15 +223,16 @@ void check_channels_last(const torch::Tensor& t, const char* name) {
               name, " must be a 4-d float32 tensor with channel stride 1 (channels-last)");
 }
 
-// out = relu?(conv3x3(x, g, padding=(ph, pw)) + bias + residual) with u = G g G^T packed as
-// [36, Cout' / (2 VW), Cin, 2 VW] (Cout' = Cout rounded up to 2 VW, zeros past Cout: each
+// out = relu?(conv3x3(x, g, padding=(ph, pw)) + bias + residual) by F(M x M, 3 x 3), u = G g G^T packed as
+// [POINTS, Cout' / (2 VW), Cin, 2 VW] (Cout' = Cout rounded up to 2 VW, zeros past Cout: each
 // point's weights in contiguous strips of 2 VW output channels); x, residual and
 // out have channel stride 1. A task takes `chunk` tiles and one of `parts` ranges of output
 // channels (parts > 1 gives threads work where there are few tiles, at the cost of
 // transforming the tiles' inputs once per part).
-void winograd_conv_out(const torch::Tensor& x, const torch::Tensor& u, const c10::optional<torch::Tensor>& bias,
-                       const c10::optional<torch::Tensor>& residual, torch::Tensor& out, int64_t ph, int64_t pw,
-                       bool relu, int64_t chunk, int64_t parts, int64_t threads) {
+template <int M>
+void conv_channels_last(const torch::Tensor& x, const torch::Tensor& u, const c10::optional<torch::Tensor>& bias,
+                        const c10::optional<torch::Tensor>& residual, torch::Tensor& out, int64_t ph, int64_t pw,
+                        bool relu, int64_t chunk, int64_t parts, int64_t threads) {
   check_channels_last(x, "x");
   check_channels_last(out, "out");
   const int64_t n = x.size(0), cin = x.size(1), h = x.size(2), w = x.size(3);
@@ -221,7 +245,7 @@ void winograd_conv_out(const torch::Tensor& x, const torch::Tensor& u, const c10
     check_channels_last(*residual, "residual");
     TORCH_CHECK(residual->sizes() == out.sizes(), "residual must have the output's shape");
   }
-  const int64_t th = (ho + 3) / 4, tw = (wo + 3) / 4, tiles = n * th * tw, up = u.size(1) * 2 * VW;
+  const int64_t th = (ho + M - 1) / M, tw = (wo + M - 1) / M, tiles = n * th * tw, up = u.size(1) * 2 * VW;
   if (tiles == 0) return;
   chunk = std::min(chunk, tiles);
   const float* xp = x.data_ptr<float>();
@@ -234,21 +258,22 @@ void winograd_conv_out(const torch::Tensor& x, const torch::Tensor& u, const c10
   const int64_t rn = residual ? residual->stride(0) : 0, ry = residual ? residual->stride(2) : 0,
                 rx = residual ? residual->stride(3) : 0;
   const int64_t cin_v = cin / VW * VW;
-  auto m_of = [&](float* v, int64_t count) { return v + 36 * count * cin; };
+  constexpr int64_t P = POINTS<M>;
+  auto m_of = [&](float* v, int64_t count) { return v + P * count * cin; };
   auto input = [&](float* v, int64_t t0, int64_t count) {
     const int64_t vs = count * cin;  // floats between the planes xi of V
     for (int64_t t = 0; t < count; ++t) {
       const int64_t tile = t0 + t, img = tile / (th * tw), ty = tile / tw % th, tx = tile % tw;
       const float* xi = xp + img * xn;
-      const int64_t iy0 = ty * 4 - ph, ix0 = tx * 4 - pw;
+      const int64_t iy0 = ty * M - ph, ix0 = tx * M - pw;
       int64_t c = 0;
-      for (; c < cin_v; c += VW) input_tile<vec>(xi + c, xy, xx, iy0, ix0, h, w, v + t * cin + c, vs);
-      for (; c < cin; ++c) input_tile<float>(xi + c, xy, xx, iy0, ix0, h, w, v + t * cin + c, vs);
+      for (; c < cin_v; c += VW) input_tile<M, vec>(xi + c, xy, xx, iy0, ix0, h, w, v + t * cin + c, vs);
+      for (; c < cin; ++c) input_tile<M, float>(xi + c, xy, xx, iy0, ix0, h, w, v + t * cin + c, vs);
     }
   };
   auto gemm = [&](float* v, int64_t count, int64_t c_begin, int64_t c_end) {
     float* m = m_of(v, count);
-    for (int64_t xi = 0; xi < 36; ++xi) {
+    for (int64_t xi = 0; xi < P; ++xi) {
       const float* vx = v + xi * count * cin;
       const float* ux = uw + xi * cin * up;  // strip cb / (2 VW) at ux + cb * cin
       float* mx = m + xi * count * up;
@@ -262,28 +287,29 @@ void winograd_conv_out(const torch::Tensor& x, const torch::Tensor& u, const c10
     const int64_t ms = count * up, c_stop = std::min(c_end, cout), c_vec = c_begin + (c_stop - c_begin) / VW * VW;
     for (int64_t t = 0; t < count; ++t) {
       const int64_t tile = t0 + t, img = tile / (th * tw), ty = tile / tw % th, tx = tile % tw;
-      const int64_t rows = std::min<int64_t>(4, ho - ty * 4), cols = std::min<int64_t>(4, wo - tx * 4);
-      float* y = yp + img * yn + ty * 4 * yy + tx * 4 * yx;
-      const float* r = rp ? rp + img * rn + ty * 4 * ry + tx * 4 * rx : nullptr;
+      const int64_t rows = std::min<int64_t>(M, ho - ty * M), cols = std::min<int64_t>(M, wo - tx * M);
+      float* y = yp + img * yn + ty * M * yy + tx * M * yx;
+      const float* r = rp ? rp + img * rn + ty * M * ry + tx * M * rx : nullptr;
       const float* mt = m + t * up;
       int64_t c = c_begin;
       for (; c < c_vec; c += VW)
-        output_tile<vec>(mt + c, ms, bp ? load<vec>(bp + c) : vec{}, r ? r + c : nullptr, ry, rx, y + c, yy, yx, rows,
+        output_tile<M, vec>(mt + c, ms, bp ? load<vec>(bp + c) : vec{}, r ? r + c : nullptr, ry, rx, y + c, yy, yx, rows,
                          cols, relu);
       for (; c < c_stop; ++c)
-        output_tile<float>(mt + c, ms, bp ? bp[c] : 0.0f, r ? r + c : nullptr, ry, rx, y + c, yy, yx, rows, cols, relu);
+        output_tile<M, float>(mt + c, ms, bp ? bp[c] : 0.0f, r ? r + c : nullptr, ry, rx, y + c, yy, yx, rows, cols, relu);
     }
   };
   torch::Tensor buffer;
-  run_tasks(buffer, tiles, chunk, parts, up / (2 * VW), 36 * chunk * (cin + up), threads, input, gemm, output);
+  run_tasks(buffer, tiles, chunk, parts, up / (2 * VW), P * chunk * (cin + up), threads, input, gemm, output);
 }
 
 // The same conv on batch-blocked activations: x [G, Cin, H + 2 hh, W + 2 hw, VW] (halo
 // (hh, hw) = x_halo, any: reads outside the image are zeros), out [G, Cout, Ho + 2 oh, Wo + 2 ow, VW]
 // (its halo (oh, ow) zeroed here), residual blocked with halo res_halo.
-void winograd_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& u, const c10::optional<torch::Tensor>& bias,
-                               const c10::optional<torch::Tensor>& residual, torch::Tensor& out,
-                               std::vector<int64_t> geometry, bool relu, int64_t chunk, int64_t parts, int64_t threads) {
+template <int M>
+void conv_blocked(const torch::Tensor& x, const torch::Tensor& u, const c10::optional<torch::Tensor>& bias,
+                  const c10::optional<torch::Tensor>& residual, torch::Tensor& out, const std::vector<int64_t>& geometry,
+                  bool relu, int64_t chunk, int64_t parts, int64_t threads) {
   check_blocked(x, "x");
   check_blocked(out, "out");
   TORCH_CHECK(geometry.size() == 8, "geometry must be [ph, pw, x halo h, x halo w, out halo h, out halo w, residual halo h, residual halo w]");
@@ -301,7 +327,8 @@ void winograd_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& u, c
                     residual->size(3) == wo + 2 * rw,
                 "residual must be blocked with the output's shape and halo (", rh, ", ", rw, ")");
   }
-  const int64_t th = (ho + 3) / 4, tw = (wo + 3) / 4, tiles = groups * th * tw, up = u.size(1) * 2 * VW;
+  constexpr int64_t P = POINTS<M>;
+  const int64_t th = (ho + M - 1) / M, tw = (wo + M - 1) / M, tiles = groups * th * tw, up = u.size(1) * 2 * VW;
   chunk = std::min(chunk, tiles);
   const float* xp = x.data_ptr<float>();
   const float* uw = u.data_ptr<float>();
@@ -312,19 +339,19 @@ void winograd_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& u, c
   const int64_t ypitch = out.stride(1), yy = out.size(3) * VW;
   const int64_t rpitch = residual ? residual->stride(1) : 0, ry = residual ? residual->size(3) * VW : 0;
   zero_halo(yp, groups * cout, ypitch, out.size(2), out.size(3), oh, ow, ho, wo, threads);
-  auto m_of = [&](float* v, int64_t count) { return v + 36 * count * cin * VW; };
+  auto m_of = [&](float* v, int64_t count) { return v + P * count * cin * VW; };
   auto input = [&](float* v, int64_t t0, int64_t count) {
     const int64_t vs = count * cin * VW;
     for (int64_t t = 0; t < count; ++t) {
       const int64_t tile = t0 + t, g = tile / (th * tw), ty = tile / tw % th, tx = tile % tw;
       const float* xg = xp + g * cin * xpitch + (hh * x.size(3) + hw) * VW;  // pixel (0, 0) of channel 0
       for (int64_t c = 0; c < cin; ++c)
-        input_tile<vec>(xg + c * xpitch, xy, VW, ty * 4 - ph, tx * 4 - pw, h, w, v + (t * cin + c) * VW, vs);
+        input_tile<M, vec>(xg + c * xpitch, xy, VW, ty * M - ph, tx * M - pw, h, w, v + (t * cin + c) * VW, vs);
     }
   };
   auto gemm = [&](float* v, int64_t count, int64_t c_begin, int64_t c_end) {
     float* m = m_of(v, count);
-    for (int64_t xi = 0; xi < 36; ++xi) {
+    for (int64_t xi = 0; xi < P; ++xi) {
       const float* vx = v + xi * count * cin * VW;
       const float* ux = uw + xi * cin * up;
       float* mx = m + xi * count * up * VW;
@@ -341,16 +368,37 @@ void winograd_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& u, c
     const int64_t ms = count * up * VW, c_stop = std::min(c_end, cout);
     for (int64_t t = 0; t < count; ++t) {
       const int64_t tile = t0 + t, g = tile / (th * tw), ty = tile / tw % th, tx = tile % tw;
-      const int64_t rows = std::min<int64_t>(4, ho - ty * 4), cols = std::min<int64_t>(4, wo - tx * 4);
-      float* y = yp + g * cout * ypitch + ((oh + ty * 4) * out.size(3) + ow + tx * 4) * VW;
-      const float* r = rp ? rp + g * cout * rpitch + ((rh + ty * 4) * residual->size(3) + rw + tx * 4) * VW : nullptr;
+      const int64_t rows = std::min<int64_t>(M, ho - ty * M), cols = std::min<int64_t>(M, wo - tx * M);
+      float* y = yp + g * cout * ypitch + ((oh + ty * M) * out.size(3) + ow + tx * M) * VW;
+      const float* r = rp ? rp + g * cout * rpitch + ((rh + ty * M) * residual->size(3) + rw + tx * M) * VW : nullptr;
       for (int64_t c = c_begin; c < c_stop; ++c)
-        output_tile<vec>(m + (t * up + c) * VW, ms, broadcast(bp ? bp[c] : 0.0f), r ? r + c * rpitch : nullptr, ry, VW,
+        output_tile<M, vec>(m + (t * up + c) * VW, ms, broadcast(bp ? bp[c] : 0.0f), r ? r + c * rpitch : nullptr, ry, VW,
                          y + c * ypitch, yy, VW, rows, cols, relu);
     }
   };
   torch::Tensor buffer;
-  run_tasks(buffer, tiles, chunk, parts, up / (2 * VW), 36 * chunk * (cin + up) * VW, threads, input, gemm, output);
+  run_tasks(buffer, tiles, chunk, parts, up / (2 * VW), P * chunk * (cin + up) * VW, threads, input, gemm, output);
+}
+
+// F(4 x 4, 3 x 3) for u of 36 points, F(2 x 2, 3 x 3) for 16.
+template <class F4, class F2>
+void by_points(const torch::Tensor& u, const F4& f4, const F2& f2) {
+  TORCH_CHECK(u.dim() == 4 && (u.size(0) == 36 || u.size(0) == 16), "u must have 36 (F(4x4, 3x3)) or 16 (F(2x2, 3x3)) points");
+  if (u.size(0) == 36) f4(); else f2();
+}
+
+void winograd_conv_out(const torch::Tensor& x, const torch::Tensor& u, const c10::optional<torch::Tensor>& bias,
+                       const c10::optional<torch::Tensor>& residual, torch::Tensor& out, int64_t ph, int64_t pw,
+                       bool relu, int64_t chunk, int64_t parts, int64_t threads) {
+  by_points(u, [&] { conv_channels_last<4>(x, u, bias, residual, out, ph, pw, relu, chunk, parts, threads); },
+            [&] { conv_channels_last<2>(x, u, bias, residual, out, ph, pw, relu, chunk, parts, threads); });
+}
+
+void winograd_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& u, const c10::optional<torch::Tensor>& bias,
+                               const c10::optional<torch::Tensor>& residual, torch::Tensor& out,
+                               std::vector<int64_t> geometry, bool relu, int64_t chunk, int64_t parts, int64_t threads) {
+  by_points(u, [&] { conv_blocked<4>(x, u, bias, residual, out, geometry, relu, chunk, parts, threads); },
+            [&] { conv_blocked<2>(x, u, bias, residual, out, geometry, relu, chunk, parts, threads); });
 }
 
 }  // namespace
