@@ -7,10 +7,10 @@ model per batch size with ``tune=True`` (every path of every layer timed on that
 
 Runtimes are timed in interleaved rounds (one run of each per round) so that load from
 other processes hits them alike. ONNX Runtime runs with ``allow_spinning=0``; PyTorch's
-OpenMP threads keep their default (spin briefly, then sleep): ``--omp-passive`` makes them
-sleep at once, which costs PyTorch-based runtimes (eager and sparseift's dense layers) about
-50% at batch 1 on a 2-core machine (dense ResNet-18: 14 ms vs 22 ms) but spares the sparse
-kernels' threads their competition. DeepSparse, whose idle threads spin, runs right after
+OpenMP threads keep their default (spin briefly, then sleep), and sparseift's kernels run on
+that same OpenMP team; ``--omp-passive`` makes idle threads sleep at once, which costs
+PyTorch-based runtimes about 50% at batch 1 on a 2-core machine (dense ResNet-18 eager: 14 ms
+vs 22 ms). DeepSparse, whose idle threads spin, runs right after
 each cell's rounds in its own process. The table shows median ms per batch and the ratio to the
 fastest dense (s = 0) model of any runtime at the same batch.
 
