@@ -62,6 +62,46 @@ def test_blocked_max_pool_returns_plain_tensors_unless_planned(ext):
     assert isinstance(out, torch.Tensor) and torch.equal(out, F.max_pool2d(x, 2))
 
 
+@pytest.mark.parametrize("kernel,stride,padding,dilation,ceil_mode", POOLS)
+@pytest.mark.parametrize("layout", ["nchw", "channel_slice", "channels_last"])
+def test_plain_max_pool_matches_torch(ext, kernel, stride, padding, dilation, ceil_mode, layout):
+    torch.manual_seed(0)
+    x = torch.randn(2, 9, 13, 37) - 2.0  # 37 columns: full vectors and a tail on every width
+    x[1, 2, 5, 6] = float("nan")
+    if layout == "channel_slice":
+        x = x[:, 1:8]  # planes not packed: the kernel follows the strides
+    elif layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)  # PyTorch's own (fast) pooling
+    pool = nn.MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil_mode)
+    expected, out = pool(x), MaxPool(pool)(x)
+    assert isinstance(out, torch.Tensor) and out.shape == expected.shape
+    assert torch.equal(out.isnan(), expected.isnan())
+    assert torch.equal(out.nan_to_num(), expected.nan_to_num())
+
+
+def test_plain_max_pool_hands_blocked_on_only_when_planned(ext):
+    x = torch.randn(ext.vector_width() + 1, 4, 10, 10).contiguous(memory_format=torch.channels_last)
+    module = MaxPool(nn.MaxPool2d(3, 2, 1))
+    module.blocked_halo = (1, 1)
+    assert isinstance(module(x), torch.Tensor)  # planned for blocked readers, but none is sparse
+    module.convert_plain = True
+    out = module(x)
+    assert isinstance(out, Blocked) and out.halo == (1, 1)
+    assert torch.equal(out.to_tensor(), F.max_pool2d(x, 3, 2, 1))
+    assert isinstance(module(x[:2]), torch.Tensor)  # below the vector width nothing is blocked
+
+
+@pytest.mark.parametrize("channels", [1, 5, 16, 37])
+def test_channels_last_input_to_blocked_is_exact(ext, channels):
+    x = torch.randn(ext.vector_width() + 3, channels, 6, 7)
+    blocked = Blocked.from_tensor(ext, x.contiguous(memory_format=torch.channels_last), (1, 2))
+    assert torch.equal(blocked.to_tensor(), x)
+    data = blocked.data.clone()
+    data[:, :, 1:-1, 2:-2] = 0
+    assert int(torch.count_nonzero(data)) == 0  # zero halo
+    assert int(torch.count_nonzero(blocked.data[-1, :, :, :, 3:])) == 0  # zero lanes past the batch
+
+
 @pytest.mark.parametrize("halo", [(0, 0), (1, 1), (2, 3)])
 def test_blocked_global_average_matches_torch(ext, halo):
     x = torch.randn(ext.vector_width() + 3, 7, 5, 6)
@@ -143,6 +183,30 @@ def test_compiled_resnet_stays_blocked_from_stem_to_head(ext):
     assert seen["avgpool"] == (Blocked, torch.Tensor)
     small = x[:2]  # below the vector width nothing is blocked, results the same
     assert float((compiled(small) - model(small).detach()).abs().max() / model(small).detach().abs().max()) <= 1e-4
+
+
+@pytest.mark.parametrize("first_conv_sparse", [True, False])
+def test_pool_after_a_dense_stem_converts_once_for_sparse_readers(ext, first_conv_sparse):
+    torch.manual_seed(0)
+    model = randomise(TinyResNet(), {"conv_a.weight": 0.9, "conv_b.weight": 0.9}, masks=False)
+    x = torch.randn(ext.vector_width() + 2, 3, 32, 32)
+    compiled = compile(model, x, max_density={"conv": 0.95 if first_conv_sparse else 0.0})
+    modules = dict(compiled.module.named_modules())
+    assert modules["conv1"].plan.path != "sparse"  # dense stem: plain output
+    assert modules["maxpool"].convert_plain == first_conv_sparse
+    conversions = []
+    original = Blocked.from_tensor
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Blocked, "from_tensor", staticmethod(lambda *a: conversions.append(a[1].shape) or original(*a)))
+        with torch.no_grad():
+            actual = compiled(x)
+    assert len(conversions) == (1 if first_conv_sparse else 0)  # conv_a and conv_b's residual share one
+    expected = model(x).detach()
+    assert float((actual - expected).abs().max() / expected.abs().max()) <= 1e-4
+    with torch.no_grad():
+        for name in ("conv_a", "conv_b"):  # a path change re-plans the pool's conversion
+            compiler._swap(compiled, name, modules[name].with_path("sparse" if not first_conv_sparse else "dense", ""))
+    assert compiled.module.maxpool.convert_plain == (not first_conv_sparse)
 
 
 @pytest.mark.parametrize("whole_model_prefers_sparse", [True, False])

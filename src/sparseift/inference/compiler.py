@@ -27,7 +27,7 @@ from sparseift.inference import _ext
 from sparseift.inference.blocked import BlockedModule, as_tensor
 from sparseift.inference.layers import PATHS, InferenceLayer, LayerPlan, Path, choose_path, path_unsupported
 from sparseift.inference.memory import pooled_buffers
-from sparseift.inference.pooling import pool_for
+from sparseift.inference.pooling import MaxPool, pool_for
 from sparseift.transforms.layers import describe, dense_weight
 
 __all__ = ["CompiledModel", "compile", "apply_masks", "max_relative_error", "MASK_SUFFIX"]
@@ -152,6 +152,7 @@ def _fuse_graph(gm: fx.GraphModule, builder: _Builder) -> None:
             graph.erase_node(node)
     _replace_pools(gm)
     _plan_blocked(gm)
+    _plan_pool_conversions(gm)
     graph.lint()
     gm.delete_all_unused_submodules()
     gm.recompile()
@@ -376,6 +377,20 @@ def _emits_blocked(layer: InferenceLayer, x: Any) -> bool:
 def _swap(compiled: CompiledModel, name: str, layer: InferenceLayer) -> None:
     parent, _, child = name.rpartition(".")
     setattr(compiled.module.get_submodule(parent), child, layer)
+    if compiled.traced:
+        _plan_pool_conversions(compiled.module)
+
+
+def _plan_pool_conversions(gm: fx.GraphModule) -> None:
+    """Let a max pool convert a plain input's output to the blocked layout where one of its readers
+    is a sparse conv that reads that layout (:attr:`~sparseift.inference.pooling.MaxPool.convert_plain`);
+    dense readers (Winograd, oneDNN) run faster on their own layouts."""
+    modules = dict(gm.named_modules())
+    for node in gm.graph.nodes:
+        pool = modules.get(node.target) if node.op == "call_module" else None
+        if isinstance(pool, MaxPool):
+            readers = [modules.get(user.target) for user in node.users if user.op == "call_module"]
+            pool.convert_plain = any(isinstance(r, InferenceLayer) and r.reads_blocked() for r in readers)
 
 
 def max_relative_error(actual: Any, expected: Any) -> float:

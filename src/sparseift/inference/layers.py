@@ -245,11 +245,16 @@ class InferenceLayer(BlockedModule):
             return sparse_linear(ext, x, self._csr, self.bias, self._cache, residual, relu)
         return sparse_conv2d(ext, x, self._csr, self.bias, self._geometry, self._total_pad, self._cache, residual, relu)
 
-    def _runs_blocked(self, x: torch.Tensor | Blocked) -> bool:
-        """Blocked kernel iff sparse conv with a column stride it reads, and the input is blocked
-        with enough halo, or is a batch of at least the vector width and the compiler asked for blocked output."""
+    def reads_blocked(self) -> bool:
+        """Whether this layer runs the blocked sparse kernel on blocked input: a sparse conv with a
+        column stride that kernel reads."""
         layer = self.layer
-        if self.plan.path != "sparse" or layer.kind == "linear" or layer.stride[1] > MAX_COLUMN_STRIDE:
+        return self.plan.path == "sparse" and layer.kind != "linear" and layer.stride[1] <= MAX_COLUMN_STRIDE
+
+    def _runs_blocked(self, x: torch.Tensor | Blocked) -> bool:
+        """Blocked kernel iff :meth:`reads_blocked`, and the input is blocked with enough halo, or
+        is a batch of at least the vector width and the compiler asked for blocked output."""
+        if not self.reads_blocked():
             return False
         if isinstance(x, Blocked):
             need = self.input_halo()

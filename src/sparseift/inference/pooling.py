@@ -5,10 +5,15 @@
 output (200 MB at 224x224) to a plain tensor for PyTorch's max pooling and back again cost
 more than a sparse conv of the network; :class:`MaxPool` pools the blocked layout in place
 and hands it on (with the next conv's halo), :class:`GlobalAvgPool` reduces it straight to
-``[N, C, 1, 1]``. On plain tensors both are PyTorch's own ops.
+``[N, C, 1, 1]``. On plain tensors both are PyTorch's own ops; a :class:`MaxPool` after a dense
+stem whose readers include a sparse conv (:attr:`MaxPool.convert_plain`) converts its pooled
+output to the blocked layout once, rather than each reader (the first conv and the residual
+add of the first block) its own copy.
 """
 
 from __future__ import annotations
+
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -46,11 +51,17 @@ class MaxPool(BlockedModule):
         self.padding = _pair(pool.padding)
         self.dilation = _pair(pool.dilation)
         self.ceil_mode = bool(pool.ceil_mode)
+        self.convert_plain = False
+        """Hand a plain input's pooled output on blocked (set by the compiler where a reader is a
+        sparse conv that reads blocked activations; dense readers keep their own layout)."""
 
     def forward(self, x: torch.Tensor | Blocked) -> torch.Tensor | Blocked:
         ext = kernels()
         if not isinstance(x, Blocked) or ext is None:
-            return F.max_pool2d(as_tensor(x), self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+            out = self._plain(ext, as_tensor(x))
+            if not self.convert_plain or self.blocked_halo is None or ext is None or out.shape[0] < ext.vector_width():
+                return out
+            return Blocked.from_tensor(ext, out, self.blocked_halo)  # once here, not in each reader (conv, residual)
         n, c, h, w = x.shape
         ho, wo = (pooled_size(*args, self.ceil_mode) for args in zip((h, w), self.kernel_size, self.stride, self.padding, self.dilation))
         halo = self.blocked_halo or (0, 0)
@@ -60,6 +71,17 @@ class MaxPool(BlockedModule):
         )
         blocked = Blocked(out, n, halo)
         return blocked if self.blocked_halo is not None else blocked.to_tensor()
+
+    def _plain(self, ext: ModuleType | None, x: torch.Tensor) -> torch.Tensor:
+        """Max pooling of a plain tensor: ours where its rows are contiguous and it is not
+        channels-last (PyTorch pools NCHW tensors an order of magnitude slower), else PyTorch's."""
+        if ext is None or x.dim() != 4 or x.dtype != torch.float32 or x.stride(3) != 1 or x.is_contiguous(memory_format=torch.channels_last):
+            return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        n, c, h, w = x.shape
+        ho, wo = (pooled_size(*args, self.ceil_mode) for args in zip((h, w), self.kernel_size, self.stride, self.padding, self.dilation))
+        out = torch.empty((n, c, ho, wo))
+        ext.max_pool_plain_out(x, out, [*self.kernel_size, *self.stride, *self.padding, *self.dilation, torch.get_num_threads()])
+        return out
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, dilation={self.dilation}, ceil_mode={self.ceil_mode}"
