@@ -10,8 +10,9 @@ other processes hits them alike. ONNX Runtime runs with ``allow_spinning=0``; Py
 OpenMP threads keep their default (spin briefly, then sleep), and sparseift's kernels run on
 that same OpenMP team; ``--omp-passive`` makes idle threads sleep at once, which costs
 PyTorch-based runtimes about 50% at batch 1 on a 2-core machine (dense ResNet-18 eager: 14 ms
-vs 22 ms). DeepSparse, whose idle threads spin, runs right after
-each cell's rounds in its own process. The table shows median ms per batch and the ratio to the
+vs 22 ms). DeepSparse, whose idle threads spin, runs in its own process right before and
+right after each cell's rounds (half its repetitions each), so that a drift of the machine
+hits both sides; each progress line ends with the machine's matrix-product speed at that time. The table shows median ms per batch and the ratio to the
 fastest dense (s = 0) model of any runtime at the same batch.
 
 DeepSparse is never a sparseift dependency: it runs in a separate Python given by
@@ -165,9 +166,11 @@ def resnet_cells(args: argparse.Namespace, tmp: Path, ds: DeepSparse | None) -> 
                     cell.runs["onnxruntime"] = ort_runner(onnx_path, x, args.threads)
                 cell.runs["sparseift"] = timed(lambda f=fast, x=x: f(x))
                 reps = args.reps_large if batch >= 16 else args.reps
+                if ds is not None:  # before and after the other runtimes' rounds: drift hits both sides
+                    cell.times["deepsparse"] = ds.times(onnx_path, tuple(x.shape), args.threads, -(-reps // 2))
                 cell.measure(reps)
             if ds is not None:
-                cell.times["deepsparse"] = ds.times(onnx_path, tuple(x.shape), args.threads, reps)
+                cell.times["deepsparse"] += ds.times(onnx_path, tuple(x.shape), args.threads, -(-reps // 2))
             cells.append(cell)
             print_progress(cell)
     return cells
@@ -206,9 +209,20 @@ def ort_runner(path: Path, x: torch.Tensor, threads: int) -> Callable[[], float]
     return timed(lambda: session.run(None, feed))
 
 
+def machine_gmacs() -> float:
+    """This machine's speed now: GMAC/s of a 1024^3 float32 matrix product (best of 5), so that a
+    run's log shows how far the machine drifted between cells (shared VMs here drift up to 2x)."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    torch.mm(a, b)
+    best = min(timed(lambda: torch.mm(a, b))() for _ in range(5))
+    return 1024**3 / best / 1e9
+
+
 def print_progress(cell: Cell) -> None:
     parts = [f"{n} {cell.median_ms(n):.1f}" for n in cell.times]
-    print(f"  {cell.label} s={cell.sparsity:g} batch {cell.batch}: " + ", ".join(parts) + " ms", flush=True)
+    speed = machine_gmacs()
+    print(f"  {cell.label} s={cell.sparsity:g} batch {cell.batch}: " + ", ".join(parts) + f" ms (machine {speed:.0f} GMAC/s)",
+          flush=True)
 
 
 def table(cells: list[Cell]) -> str:
