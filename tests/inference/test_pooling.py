@@ -79,15 +79,28 @@ def test_plain_max_pool_matches_torch(ext, kernel, stride, padding, dilation, ce
     assert torch.equal(out.nan_to_num(), expected.nan_to_num())
 
 
-def test_plain_max_pool_hands_blocked_on_only_when_planned(ext):
-    x = torch.randn(ext.vector_width() + 1, 4, 10, 10).contiguous(memory_format=torch.channels_last)
-    module = MaxPool(nn.MaxPool2d(3, 2, 1))
-    module.blocked_halo = (1, 1)
+@pytest.mark.parametrize("kernel,stride,padding,dilation,ceil_mode", POOLS)
+@pytest.mark.parametrize("channels,layout", [(37, "channels_last"), (16, "channels_last"), (5, "nchw"), (1, "channels_last")])
+def test_plain_max_pool_hands_blocked_on_only_when_planned(ext, kernel, stride, padding, dilation, ceil_mode, channels, layout):
+    torch.manual_seed(0)
+    x = torch.randn(ext.vector_width() + 3, channels, 11, 14) - 2.0
+    x[2, -1, 3, 4] = float("nan")
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)  # pooled straight into the blocked layout
+    pool = nn.MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil_mode)
+    expected = pool(x)
+    module = MaxPool(pool)
+    module.blocked_halo = (1, 2)
     assert isinstance(module(x), torch.Tensor)  # planned for blocked readers, but none is sparse
     module.convert_plain = True
     out = module(x)
-    assert isinstance(out, Blocked) and out.halo == (1, 1)
-    assert torch.equal(out.to_tensor(), F.max_pool2d(x, 3, 2, 1))
+    assert isinstance(out, Blocked) and out.halo == (1, 2) and out.shape == expected.shape
+    assert torch.equal(out.to_tensor().isnan(), expected.isnan())
+    assert torch.equal(out.to_tensor().nan_to_num(), expected.nan_to_num())
+    data = out.data.clone()
+    data[:, :, 1:-1, 2:-2] = 0
+    assert int(torch.count_nonzero(data)) == 0  # zero halo
+    assert int(torch.count_nonzero(out.data[-1, ..., 3:])) == 0  # zero lanes past the batch
     assert isinstance(module(x[:2]), torch.Tensor)  # below the vector width nothing is blocked
 
 
@@ -194,13 +207,16 @@ def test_pool_after_a_dense_stem_converts_once_for_sparse_readers(ext, first_con
     modules = dict(compiled.module.named_modules())
     assert modules["conv1"].plan.path != "sparse"  # dense stem: plain output
     assert modules["maxpool"].convert_plain == first_conv_sparse
-    conversions = []
+    conversions, pooled = [], []
     original = Blocked.from_tensor
+    hook = modules["maxpool"].register_forward_hook(lambda m, args, out: pooled.append(type(out)))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Blocked, "from_tensor", staticmethod(lambda *a: conversions.append(a[1].shape) or original(*a)))
         with torch.no_grad():
             actual = compiled(x)
-    assert len(conversions) == (1 if first_conv_sparse else 0)  # conv_a and conv_b's residual share one
+    hook.remove()
+    assert pooled == [Blocked if first_conv_sparse else torch.Tensor]
+    assert conversions == []  # pooled straight into the blocked layout, which conv_a and conv_b's residual share
     expected = model(x).detach()
     assert float((actual - expected).abs().max() / expected.abs().max()) <= 1e-4
     with torch.no_grad():
