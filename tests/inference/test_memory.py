@@ -86,3 +86,21 @@ def test_cap_from_environment(ext, tmp_path):
     env = {**os.environ, "SPARSEIFT_POOL_MB": "4"}  # below the 12 MiB block: nothing is kept
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "0"
+
+
+def test_a_full_cache_makes_room_for_the_block_just_returned(ext):
+    code = (
+        "import torch\n"
+        "from sparseift.inference import cached_bytes, pooled_buffers\n"
+        "with pooled_buffers():\n"
+        "    old = torch.empty(3 << 20)\n"  # 12 MiB: a block of an earlier model, cached on free
+        "    del old\n"
+        "    for _ in range(3):\n"  # the model running now: its 20 MiB block must be reused
+        "        new = torch.empty(5 << 20)\n"
+        "        pointers = {new.data_ptr()} if _ == 0 else pointers | {new.data_ptr()}\n"
+        "        del new\n"
+        "    print(len(pointers), cached_bytes() >> 20)\n"
+    )
+    env = {**os.environ, "SPARSEIFT_POOL_MB": "24"}  # room for one of the two blocks, not both
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "1 20"  # one block reused; the old one evicted

@@ -4,7 +4,8 @@ While a compiled model runs, every CPU tensor of at least 1 MiB (activations, th
 input layouts) comes from a pool of reusable, huge-page-advised blocks instead of fresh
 pages from the OS (``csrc/buffer_pool.h``): at batch 64 the page faults of fresh
 activations cost more than the convolutions. Freed blocks are kept, up to
-``$SPARSEIFT_POOL_MB`` (default 4096) MiB, for the next forward pass;
+``$SPARSEIFT_POOL_MB`` (default 4096) MiB, for the next forward pass; at the cap the least
+recently returned blocks make room (those of a model compiled earlier for other sizes);
 :func:`release_buffers` returns them to the OS. Without the kernels this is a no-op.
 """
 

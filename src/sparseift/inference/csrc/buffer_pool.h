@@ -6,8 +6,8 @@
 // more than the convolutions themselves. While installed (pool_install / pool_uninstall,
 // reference-counted), this allocator serves every CPU tensor of PyTorch and of the kernels:
 // blocks of at least LARGE bytes are rounded up to 2 MiB, advised to use transparent huge
-// pages, and kept on free (up to a cap, $SPARSEIFT_POOL_MB, default 4096) for the next
-// request of the same rounded size; smaller requests go to the allocator that was active
+// pages, and kept on free (up to a cap, $SPARSEIFT_POOL_MB, default 4096, the least recently
+// returned blocks making room) for the next request of the same rounded size; smaller requests go to the allocator that was active
 // before. A block stays valid after uninstalling: its deleter returns it to the pool.
 #pragma once
 
@@ -84,7 +84,7 @@ class BufferPool final : public c10::Allocator {
     std::lock_guard<std::mutex> lock(mutex_);
     int64_t freed = 0;
     for (auto& [bytes, blocks] : free_) {
-      for (void* ptr : blocks) std::free(ptr);
+      for (const Cached& block : blocks) std::free(block.ptr);
       freed += static_cast<int64_t>(bytes * blocks.size());
     }
     free_.clear();
@@ -107,7 +107,7 @@ class BufferPool final : public c10::Allocator {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = free_.find(bytes);
     if (it == free_.end() || it->second.empty()) return nullptr;
-    void* ptr = it->second.back();
+    void* ptr = it->second.back().ptr;
     it->second.pop_back();
     cached_ -= bytes;
     return ptr;
@@ -118,21 +118,26 @@ class BufferPool final : public c10::Allocator {
   static void give_back(void* ptr) {
     if (ptr == nullptr) return;
     BufferPool& pool = instance();
-    bool ours = false;
+    bool ours = false, cached = false;
+    std::vector<void*> evicted;
     {
       std::lock_guard<std::mutex> lock(pool.mutex_);
       auto it = pool.live_.find(ptr);
       if (it != pool.live_.end()) {
         const size_t bytes = it->second;
         pool.live_.erase(it);
-        if (pool.cached_ + bytes <= pool.limit_) {
-          pool.free_[bytes].push_back(ptr);
+        if (bytes <= pool.limit_) {
+          evicted = pool.make_room(bytes);
+          pool.free_[bytes].push_back({ptr, ++pool.clock_});
           pool.cached_ += bytes;
-          return;
+          cached = true;
+        } else {
+          ours = true;  // larger than the cap: freed below, outside the lock
         }
-        ours = true;  // over the cap: freed below, outside the lock
       }
     }
+    for (void* old : evicted) std::free(old);
+    if (cached) return;
     if (ours) {
       std::free(ptr);
     } else {
@@ -140,10 +145,40 @@ class BufferPool final : public c10::Allocator {
     }
   }
 
+  // Take the least recently returned cached blocks out of the cache until `bytes` more fit
+  // under the cap (caller holds the lock and frees them). A block just returned is the likeliest
+  // to be asked for again: the model running now, not one compiled earlier for other sizes,
+  // whose blocks would otherwise fill the cap and leave every block of the current model to be
+  // page-faulted in again on each forward pass.
+  std::vector<void*> make_room(size_t bytes) {
+    std::vector<void*> evicted;
+    while (cached_ + bytes > limit_) {
+      std::vector<Cached>* oldest = nullptr;
+      size_t oldest_size = 0;
+      for (auto& [size, blocks] : free_) {
+        if (!blocks.empty() && (oldest == nullptr || blocks.front().stamp < oldest->front().stamp)) {
+          oldest = &blocks;
+          oldest_size = size;
+        }
+      }
+      if (oldest == nullptr) break;
+      evicted.push_back(oldest->front().ptr);
+      oldest->erase(oldest->begin());
+      cached_ -= oldest_size;
+    }
+    return evicted;
+  }
+
+  struct Cached {
+    void* ptr;
+    uint64_t stamp;  // when it was returned: blocks of one size are in increasing stamp order
+  };
+
   std::mutex mutex_;
-  std::unordered_map<size_t, std::vector<void*>> free_;  // rounded size -> cached blocks
+  std::unordered_map<size_t, std::vector<Cached>> free_;  // rounded size -> cached blocks
   std::unordered_map<void*, size_t> live_;                // blocks in use -> rounded size
   size_t cached_ = 0;
+  uint64_t clock_ = 0;
   size_t limit_;
   int users_ = 0;
   c10::Allocator* previous_;
