@@ -86,7 +86,7 @@ def test_plain_max_pool_hands_blocked_on_only_when_planned(ext, kernel, stride, 
     x = torch.randn(ext.vector_width() + 3, channels, 11, 14) - 2.0
     x[2, -1, 3, 4] = float("nan")
     if layout == "channels_last":
-        x = x.contiguous(memory_format=torch.channels_last)  # pooled straight into the blocked layout
+        x = x.contiguous(memory_format=torch.channels_last)
     pool = nn.MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil_mode)
     expected = pool(x)
     module = MaxPool(pool)
@@ -216,7 +216,7 @@ def test_pool_after_a_dense_stem_converts_once_for_sparse_readers(ext, first_con
             actual = compiled(x)
     hook.remove()
     assert pooled == [Blocked if first_conv_sparse else torch.Tensor]
-    assert conversions == []  # pooled straight into the blocked layout, which conv_a and conv_b's residual share
+    assert len(conversions) == (1 if first_conv_sparse else 0)  # conv_a and conv_b's residual share one
     expected = model(x).detach()
     assert float((actual - expected).abs().max() / expected.abs().max()) <= 1e-4
     with torch.no_grad():

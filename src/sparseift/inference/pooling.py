@@ -59,11 +59,12 @@ class MaxPool(BlockedModule):
         ext = kernels()
         if not isinstance(x, Blocked) or ext is None:
             x = as_tensor(x)
-            if not self.convert_plain or self.blocked_halo is None or ext is None or x.dim() != 4 or x.shape[0] < ext.vector_width():
-                return self._plain(ext, x)
-            if x.dtype != torch.float32 or x.stride(1) != 1 or x.shape[1] == 1:
-                return Blocked.from_tensor(ext, self._plain(ext, x), self.blocked_halo)
-            return self._channels_last_to_blocked(ext, x)  # once here, not in each reader (conv, residual)
+            out = self._plain(ext, x)
+            if not self.convert_plain or self.blocked_halo is None or ext is None or out.dim() != 4 or out.shape[0] < ext.vector_width():
+                return out
+            # Once here, not in each reader (conv, residual). Pooling straight from a channels-last
+            # input into the blocked layout was slower (64 x 128 x 112 x 112: 71 ms vs 52 ms).
+            return Blocked.from_tensor(ext, out, self.blocked_halo)
         n, c, h, w = x.shape
         ho, wo = self._output_size(h, w)
         halo = self.blocked_halo or (0, 0)
@@ -78,16 +79,6 @@ class MaxPool(BlockedModule):
         """The pooled size of an ``h x w`` input (:func:`pooled_size` per axis)."""
         ho, wo = (pooled_size(*args, self.ceil_mode) for args in zip((h, w), self.kernel_size, self.stride, self.padding, self.dilation))
         return ho, wo
-
-    def _channels_last_to_blocked(self, ext: ModuleType, x: torch.Tensor) -> Blocked:
-        """Pool a channels-last batch straight into the blocked layout with :attr:`blocked_halo`
-        (one pass over the input, no plain pooled tensor in between)."""
-        n, c, h, w = x.shape
-        ho, wo = self._output_size(h, w)
-        halo = self.blocked_halo or (0, 0)
-        out = ext.blocked_empty(-(-n // ext.vector_width()), c, ho + 2 * halo[0], wo + 2 * halo[1])
-        ext.max_pool_to_blocked_out(x, out, [*self.kernel_size, *self.stride, *self.padding, *self.dilation, *halo, torch.get_num_threads()])
-        return Blocked(out, n, halo)
 
     def _plain(self, ext: ModuleType | None, x: torch.Tensor) -> torch.Tensor:
         """Max pooling of a plain tensor: ours where its rows are contiguous and it is not

@@ -344,6 +344,25 @@ int64_t plane_pitch(int64_t hp, int64_t wp) {
   return lines * line;
 }
 
+// One position of a channels-last batch written into the blocked layout (to_blocked): for each run of VW
+// channels, value(lane, c0, run, v) fills v[0 .. run) with image `lane`'s channels c0 .. c0 + run
+// (lanes < `lanes`; the others are zero), and the VW x VW block is stored transposed, one whole
+// vector of VW images per channel, at dst + channel * pitch.
+template <class Value>
+void channel_runs_to_lanes(float* dst, int64_t pitch, int64_t channels, int64_t lanes, const Value& value) {
+  alignas(64) float block[VW][VW];  // block[channel][lane]
+  alignas(64) float run_values[VW];
+  for (int64_t c0 = 0; c0 < channels; c0 += VW) {
+    const int64_t run = std::min<int64_t>(VW, channels - c0);
+    for (int64_t lane = 0; lane < VW; ++lane) {
+      if (lane < lanes) value(lane, c0, run, run_values);
+      for (int64_t k = 0; k < run; ++k) block[k][lane] = lane < lanes ? run_values[k] : 0.0f;
+    }
+    for (int64_t k = 0; k < run; ++k)
+      *reinterpret_cast<vec*>(dst + (c0 + k) * pitch) = *reinterpret_cast<const vec*>(block[k]);
+  }
+}
+
 // Prefetch the cache lines of `vectors` consecutive vectors from p (WRITE: for a store).
 template <bool WRITE>
 inline void prefetch_run(const float* p, int64_t vectors) {
@@ -379,24 +398,14 @@ torch::Tensor to_blocked(const torch::Tensor& x, int64_t hh, int64_t hw, int64_t
     // images x a run of VW channels are read as VW contiguous runs and written as VW whole
     // vectors (one per channel), so that no cache line is read once per channel.
     parallel_tasks(threads, groups * h, [&](int64_t begin, int64_t end) {
-      alignas(64) float block[VW][VW];
       for (int64_t i = begin; i < end; ++i) {
         const int64_t g = i / h, r = i % h, lanes = std::min<int64_t>(VW, n - g * VW);
         for (int64_t col = 0; col < w; ++col) {
-          float* dst = base + g * c * pitch + ((r + hh) * wp + hw + col) * VW;
-          for (int64_t c0 = 0; c0 < c; c0 += VW) {
-            const int64_t run = std::min<int64_t>(VW, c - c0);
-            for (int64_t lane = 0; lane < VW; ++lane) {
-              if (lane >= lanes) {
-                for (int64_t k = 0; k < run; ++k) block[k][lane] = 0.0f;
-                continue;
-              }
-              const float* in = src + (g * VW + lane) * xs[0] + c0 + r * xs[2] + col * xs[3];
-              for (int64_t k = 0; k < run; ++k) block[k][lane] = in[k];
-            }
-            for (int64_t k = 0; k < run; ++k)
-              *reinterpret_cast<vec*>(dst + (c0 + k) * pitch) = *reinterpret_cast<const vec*>(block[k]);
-          }
+          const float* pixel = src + g * VW * xs[0] + r * xs[2] + col * xs[3];
+          channel_runs_to_lanes(base + g * c * pitch + ((r + hh) * wp + hw + col) * VW, pitch, c, lanes,
+                                [&](int64_t lane, int64_t c0, int64_t run, float* v) {
+                                  std::copy(pixel + lane * xs[0] + c0, pixel + lane * xs[0] + c0 + run, v);
+                                });
         }
       }
     });
@@ -547,86 +556,6 @@ void max_pool_plain_out(const torch::Tensor& x, torch::Tensor& out, std::vector<
           const int64_t lo = shift >= 0 ? 0 : (-shift + sw - 1) / sw;
           const int64_t hi = shift > w - 1 ? 0 : std::min(wo, (w - 1 - shift) / sw + 1);
           for (int64_t ow = lo; ow < hi; ++ow) out_row[ow] = nanmax(out_row[ow], rows[ow * sw + shift]);
-        }
-      }
-    }
-  });
-}
-
-// out = max_pool2d(x) from a channels-last x [N, C, H, W] (channel stride 1) straight into the
-// batch-blocked layout: one pass over x (a dense stem's output at batch 64, 650 MB at s = 0.9)
-// instead of PyTorch's pooling and a conversion of its output. Per (group, output row, column,
-// run of VW channels): each image's window maximum is a vector over channels, transposed
-// through a VW x VW block into vectors over images. Windows are clipped to the image; NaN
-// propagates; lanes past the batch are zero. out: [G, C, Ho + 2 out_hh, Wo + 2 out_hw, VW],
-// its halo zeroed here.  geometry: kh, kw, sh, sw, ph, pw, dh, dw, out_hh, out_hw, threads.
-void max_pool_to_blocked_out(const torch::Tensor& x, torch::Tensor& out, std::vector<int64_t> geometry) {
-  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat && x.stride(1) == 1,
-              "x must be a float32 [N, C, H, W] tensor with channel stride 1 (channels-last)");
-  check_blocked(out, "out");
-  TORCH_CHECK(geometry.size() == 11, "geometry must hold 11 values (see sparse_conv.cpp)");
-  const int64_t kh = geometry[0], kw = geometry[1], sh = geometry[2], sw = geometry[3], ph = geometry[4],
-                pw = geometry[5], dh = geometry[6], dw = geometry[7], out_hh = geometry[8], out_hw = geometry[9],
-                threads = geometry[10];
-  TORCH_CHECK(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0,
-              "kernel, stride and dilation must be >= 1, padding >= 0");
-  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  const int64_t groups = out.size(0), hop = out.size(2), wop = out.size(3), ho = hop - 2 * out_hh, wo = wop - 2 * out_hw;
-  TORCH_CHECK(groups == (n + VW - 1) / VW && out.size(1) == c && h >= 1 && w >= 1 && ho >= 1 && wo >= 1,
-              "x and out do not match the halo given");
-  TORCH_CHECK((ho - 1) * sh - ph < h && (wo - 1) * sw - pw < w && ph <= (kh - 1) * dh && pw <= (kw - 1) * dw,
-              "every pooling window must overlap the image");
-  float* y = out.data_ptr<float>();
-  const int64_t pitch = out.stride(1);
-  zero_halo(y, groups * c, pitch, hop, wop, out_hh, out_hw, ho, wo, threads);
-  const float* src = x.data_ptr<float>();
-  const int64_t xn = x.stride(0), xh = x.stride(2), xw = x.stride(3);
-  auto nanmax = [](float a, float v) { return (v > a) || (v != v) ? v : a; };
-  parallel_tasks(threads, groups * ho, [&](int64_t begin, int64_t end) {
-    alignas(64) float block[VW][VW];  // block[channel][lane]
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t g = task / ho, oh = task % ho, lanes = std::min<int64_t>(VW, n - g * VW);
-      const int64_t r_lo = oh * sh - ph;  // the window's first input row
-      for (int64_t ow = 0; ow < wo; ++ow) {
-        float* dst = y + g * c * pitch + ((oh + out_hh) * wop + out_hw + ow) * VW;
-        for (int64_t c0 = 0; c0 < c; c0 += VW) {
-          const int64_t run = std::min<int64_t>(VW, c - c0);
-          for (int64_t lane = 0; lane < VW; ++lane) {
-            if (lane >= lanes) {
-              for (int64_t k = 0; k < run; ++k) block[k][lane] = 0.0f;
-              continue;
-            }
-            const float* img = src + (g * VW + lane) * xn + c0;
-            if (run == VW) {
-              vec m = broadcast(-std::numeric_limits<float>::infinity());
-              for (int64_t i = 0; i < kh; ++i) {
-                const int64_t r = r_lo + i * dh;
-                if (r < 0 || r >= h) continue;
-                for (int64_t j = 0; j < kw; ++j) {
-                  const int64_t col = ow * sw - pw + j * dw;
-                  if (col < 0 || col >= w) continue;
-                  const vec v = *reinterpret_cast<const vec_u*>(img + r * xh + col * xw);
-                  m = (v > m) | (v != v) ? v : m;
-                }
-              }
-              for (int64_t k = 0; k < VW; ++k) block[k][lane] = m[k];
-              continue;
-            }
-            for (int64_t k = 0; k < run; ++k) {
-              float m = -std::numeric_limits<float>::infinity();
-              for (int64_t i = 0; i < kh; ++i) {
-                const int64_t r = r_lo + i * dh;
-                if (r < 0 || r >= h) continue;
-                for (int64_t j = 0; j < kw; ++j) {
-                  const int64_t col = ow * sw - pw + j * dw;
-                  if (col >= 0 && col < w) m = nanmax(m, img[r * xh + col * xw + k]);
-                }
-              }
-              block[k][lane] = m;
-            }
-          }
-          for (int64_t k = 0; k < run; ++k)
-            *reinterpret_cast<vec*>(dst + (c0 + k) * pitch) = *reinterpret_cast<const vec*>(block[k]);
         }
       }
     }
@@ -784,7 +713,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("from_blocked", &from_blocked, "batch-blocked -> contiguous [N, C, H, W]");
   m.def("max_pool_blocked_out", &max_pool_blocked_out, "max_pool2d on batch-blocked tensors");
   m.def("max_pool_plain_out", &max_pool_plain_out, "max_pool2d on [N, C, H, W] tensors with contiguous rows");
-  m.def("max_pool_to_blocked_out", &max_pool_to_blocked_out, "max_pool2d of a channels-last tensor into batch-blocked");
   m.def("mean_blocked", &mean_blocked, "batch-blocked [G, C, Hp, Wp, VW] -> per-plane means [N, C]");
   m.def("vector_width", &vector_width, "floats per SIMD vector of this build");
   m.def("tile_width", &tile_width, "output positions per register tile");
