@@ -12,8 +12,9 @@ that same OpenMP team; ``--omp-passive`` makes idle threads sleep at once, which
 PyTorch-based runtimes about 50% at batch 1 on a 2-core machine (dense ResNet-18 eager: 14 ms
 vs 22 ms). DeepSparse, whose idle threads spin, runs in its own process right before and
 right after each cell's rounds (half its repetitions each), so that a drift of the machine
-hits both sides; each progress line ends with the machine's matrix-product speed at that time. The table shows median ms per batch and the ratio to the
-fastest dense (s = 0) model of any runtime at the same batch.
+hits both sides; each progress line ends with the machine's matrix-product speed at that time.
+The table shows median ms per batch and the ratio to the fastest dense (s = 0) model of any
+runtime at the same batch.
 
 DeepSparse is never a sparseift dependency: it runs in a separate Python given by
 ``--deepsparse-python`` (a throwaway venv with ``pip install deepsparse==1.8.0``) and is
@@ -166,11 +167,12 @@ def resnet_cells(args: argparse.Namespace, tmp: Path, ds: DeepSparse | None) -> 
                     cell.runs["onnxruntime"] = ort_runner(onnx_path, x, args.threads)
                 cell.runs["sparseift"] = timed(lambda f=fast, x=x: f(x))
                 reps = args.reps_large if batch >= 16 else args.reps
-                if ds is not None:  # before and after the other runtimes' rounds: drift hits both sides
-                    cell.times["deepsparse"] = ds.times(onnx_path, tuple(x.shape), args.threads, -(-reps // 2))
+                deepsparse = (lambda: ds.times(onnx_path, tuple(x.shape), args.threads, -(-reps // 2))) if ds else None
+                if deepsparse:  # before and after the other runtimes' rounds: drift hits both sides
+                    cell.times["deepsparse"] = deepsparse()
                 cell.measure(reps)
-            if ds is not None:
-                cell.times["deepsparse"] += ds.times(onnx_path, tuple(x.shape), args.threads, -(-reps // 2))
+            if deepsparse:
+                cell.times["deepsparse"] += deepsparse()
             cells.append(cell)
             print_progress(cell)
     return cells

@@ -7,8 +7,8 @@
 // reference-counted), this allocator serves every CPU tensor of PyTorch and of the kernels:
 // blocks of at least LARGE bytes are rounded up to 2 MiB, advised to use transparent huge
 // pages, and kept on free (up to a cap, $SPARSEIFT_POOL_MB, default 4096, the least recently
-// returned blocks making room) for the next request of the same rounded size; smaller requests go to the allocator that was active
-// before. A block stays valid after uninstalling: its deleter returns it to the pool.
+// returned blocks making room) for the next request of the same rounded size; smaller requests
+// go to the allocator that was active before. A block stays valid after uninstalling: its deleter returns it to the pool.
 #pragma once
 
 #include <c10/core/Allocator.h>
@@ -118,31 +118,26 @@ class BufferPool final : public c10::Allocator {
   static void give_back(void* ptr) {
     if (ptr == nullptr) return;
     BufferPool& pool = instance();
-    bool ours = false, cached = false;
-    std::vector<void*> evicted;
+    bool previous = true;      // a small block of the allocator that was active before
+    std::vector<void*> freed;  // blocks of ours to hand back to the OS, outside the lock
     {
       std::lock_guard<std::mutex> lock(pool.mutex_);
       auto it = pool.live_.find(ptr);
       if (it != pool.live_.end()) {
         const size_t bytes = it->second;
         pool.live_.erase(it);
+        previous = false;
         if (bytes <= pool.limit_) {
-          evicted = pool.make_room(bytes);
+          freed = pool.make_room(bytes);
           pool.free_[bytes].push_back({ptr, ++pool.clock_});
           pool.cached_ += bytes;
-          cached = true;
         } else {
-          ours = true;  // larger than the cap: freed below, outside the lock
+          freed.push_back(ptr);  // larger than the cap
         }
       }
     }
-    for (void* old : evicted) std::free(old);
-    if (cached) return;
-    if (ours) {
-      std::free(ptr);
-    } else {
-      pool.previous_->raw_deleter()(ptr);
-    }
+    for (void* block : freed) std::free(block);
+    if (previous) pool.previous_->raw_deleter()(ptr);
   }
 
   // Take the least recently returned cached blocks out of the cache until `bytes` more fit

@@ -344,24 +344,26 @@ int64_t plane_pitch(int64_t hp, int64_t wp) {
   return lines * line;
 }
 
-// One position of a channels-last batch written into the blocked layout (to_blocked): for each run of VW
-// channels, value(lane, c0, run, v) fills v[0 .. run) with image `lane`'s channels c0 .. c0 + run
-// (lanes < `lanes`; the others are zero), and the VW x VW block is stored transposed, one whole
-// vector of VW images per channel, at dst + channel * pitch.
-template <class Value>
-void channel_runs_to_lanes(float* dst, int64_t pitch, int64_t channels, int64_t lanes, const Value& value) {
-  alignas(64) float block[VW][VW];  // block[channel][lane]
-  alignas(64) float run_values[VW];
-  for (int64_t c0 = 0; c0 < channels; c0 += VW) {
-    const int64_t run = std::min<int64_t>(VW, channels - c0);
-    for (int64_t lane = 0; lane < VW; ++lane) {
-      if (lane < lanes) value(lane, c0, run, run_values);
-      for (int64_t k = 0; k < run; ++k) block[k][lane] = lane < lanes ? run_values[k] : 0.0f;
-    }
-    for (int64_t k = 0; k < run; ++k)
-      *reinterpret_cast<vec*>(dst + (c0 + k) * pitch) = *reinterpret_cast<const vec*>(block[k]);
+// max(m, v) that propagates NaN (as PyTorch's max pooling): v where v > m or v is NaN.
+inline vec nan_max(vec m, vec v) { return (v > m) | (v != v) ? v : m; }
+inline float nan_max(float m, float v) { return (v > m) || (v != v) ? v : m; }
+
+// A max pool's window (kernel, stride, padding, dilation) from geometry[0 .. 8), checked.
+struct PoolWindow {
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+
+  explicit PoolWindow(const std::vector<int64_t>& g)
+      : kh(g[0]), kw(g[1]), sh(g[2]), sw(g[3]), ph(g[4]), pw(g[5]), dh(g[6]), dw(g[7]) {
+    TORCH_CHECK(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0,
+                "kernel, stride and dilation must be >= 1, padding >= 0");
   }
-}
+
+  // Every window of an ho x wo output overlaps the h x w image (its padding never wins).
+  void check_overlap(int64_t h, int64_t w, int64_t ho, int64_t wo) const {
+    TORCH_CHECK((ho - 1) * sh - ph < h && (wo - 1) * sw - pw < w && ph <= (kh - 1) * dh && pw <= (kw - 1) * dw,
+                "every pooling window must overlap the image");
+  }
+};
 
 // Prefetch the cache lines of `vectors` consecutive vectors from p (WRITE: for a store).
 template <bool WRITE>
@@ -398,14 +400,19 @@ torch::Tensor to_blocked(const torch::Tensor& x, int64_t hh, int64_t hw, int64_t
     // images x a run of VW channels are read as VW contiguous runs and written as VW whole
     // vectors (one per channel), so that no cache line is read once per channel.
     parallel_tasks(threads, groups * h, [&](int64_t begin, int64_t end) {
+      alignas(64) float block[VW][VW];  // block[channel][lane]
       for (int64_t i = begin; i < end; ++i) {
         const int64_t g = i / h, r = i % h, lanes = std::min<int64_t>(VW, n - g * VW);
         for (int64_t col = 0; col < w; ++col) {
           const float* pixel = src + g * VW * xs[0] + r * xs[2] + col * xs[3];
-          channel_runs_to_lanes(base + g * c * pitch + ((r + hh) * wp + hw + col) * VW, pitch, c, lanes,
-                                [&](int64_t lane, int64_t c0, int64_t run, float* v) {
-                                  std::copy(pixel + lane * xs[0] + c0, pixel + lane * xs[0] + c0 + run, v);
-                                });
+          float* dst = base + g * c * pitch + ((r + hh) * wp + hw + col) * VW;
+          for (int64_t c0 = 0; c0 < c; c0 += VW) {
+            const int64_t run = std::min<int64_t>(VW, c - c0);
+            for (int64_t lane = 0; lane < VW; ++lane)
+              for (int64_t k = 0; k < run; ++k) block[k][lane] = lane < lanes ? pixel[lane * xs[0] + c0 + k] : 0.0f;
+            for (int64_t k = 0; k < run; ++k)
+              *reinterpret_cast<vec*>(dst + (c0 + k) * pitch) = *reinterpret_cast<const vec*>(block[k]);
+          }
         }
       }
     });
@@ -465,18 +472,15 @@ void max_pool_blocked_out(const torch::Tensor& x, torch::Tensor& out, std::vecto
   check_blocked(x, "x");
   check_blocked(out, "out");
   TORCH_CHECK(geometry.size() == 13, "geometry must hold 13 values (see sparse_conv.cpp)");
-  const int64_t kh = geometry[0], kw = geometry[1], sh = geometry[2], sw = geometry[3], ph = geometry[4],
-                pw = geometry[5], dh = geometry[6], dw = geometry[7], in_hh = geometry[8], in_hw = geometry[9],
-                out_hh = geometry[10], out_hw = geometry[11], threads = geometry[12];
-  TORCH_CHECK(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0,
-              "kernel, stride and dilation must be >= 1, padding >= 0");
+  const PoolWindow win(geometry);
+  const int64_t kh = win.kh, kw = win.kw, sh = win.sh, sw = win.sw, ph = win.ph, pw = win.pw, dh = win.dh, dw = win.dw;
+  const int64_t in_hh = geometry[8], in_hw = geometry[9], out_hh = geometry[10], out_hw = geometry[11], threads = geometry[12];
   const int64_t planes = x.size(0) * x.size(1), hp = x.size(2), wp = x.size(3);
   const int64_t h = hp - 2 * in_hh, w = wp - 2 * in_hw, hop = out.size(2), wop = out.size(3);
   const int64_t ho = hop - 2 * out_hh, wo = wop - 2 * out_hw;
   TORCH_CHECK(h >= 1 && w >= 1 && ho >= 1 && wo >= 1 && out.size(0) * out.size(1) == planes,
               "x and out do not match the halos given");
-  TORCH_CHECK((ho - 1) * sh - ph < h && (wo - 1) * sw - pw < w && ph <= (kh - 1) * dh && pw <= (kw - 1) * dw,
-              "every pooling window must overlap the image");
+  win.check_overlap(h, w, ho, wo);
   float* y = out.data_ptr<float>();
   const int64_t in_pitch = x.stride(1), out_pitch = out.stride(1);
   zero_halo(y, planes, out_pitch, hop, wop, out_hh, out_hw, ho, wo, threads);
@@ -494,8 +498,7 @@ void max_pool_blocked_out(const torch::Tensor& x, torch::Tensor& out, std::vecto
           for (int64_t j = 0; j < kw; ++j) {
             const int64_t col = ow * sw - pw + j * dw;
             if (col < 0 || col >= w) continue;
-            const vec v = src[r * wp + col];
-            m = (v > m) | (v != v) ? v : m;
+            m = nan_max(m, src[r * wp + col]);
           }
         }
         dst[ow] = m;
@@ -516,19 +519,16 @@ void max_pool_plain_out(const torch::Tensor& x, torch::Tensor& out, std::vector<
   TORCH_CHECK(out.dim() == 4 && out.scalar_type() == torch::kFloat && out.is_contiguous(),
               "out must be a contiguous float32 [N, C, Ho, Wo] tensor");
   TORCH_CHECK(geometry.size() == 9, "geometry must hold 9 values (see sparse_conv.cpp)");
-  const int64_t kh = geometry[0], kw = geometry[1], sh = geometry[2], sw = geometry[3], ph = geometry[4],
-                pw = geometry[5], dh = geometry[6], dw = geometry[7], threads = geometry[8];
-  TORCH_CHECK(kh >= 1 && kw >= 1 && sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0,
-              "kernel, stride and dilation must be >= 1, padding >= 0");
+  const PoolWindow win(geometry);
+  const int64_t kh = win.kh, kw = win.kw, sh = win.sh, sw = win.sw, ph = win.ph, pw = win.pw, dh = win.dh, dw = win.dw;
+  const int64_t threads = geometry[8];
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), ho = out.size(2), wo = out.size(3);
   TORCH_CHECK(out.size(0) == n && out.size(1) == c && h >= 1 && w >= 1 && ho >= 1 && wo >= 1,
               "x and out do not match");
-  TORCH_CHECK((ho - 1) * sh - ph < h && (wo - 1) * sw - pw < w && ph <= (kh - 1) * dh && pw <= (kw - 1) * dw,
-              "every pooling window must overlap the image");
+  win.check_overlap(h, w, ho, wo);
   const float* src = x.data_ptr<float>();
   float* y = out.data_ptr<float>();
   const int64_t xn = x.stride(0), xc = x.stride(1), xh = x.stride(2);
-  auto nanmax = [](float a, float v) { return (v > a) || (v != v) ? v : a; };
   const float lowest = -std::numeric_limits<float>::infinity();
   parallel_tasks(threads, n * c, [&](int64_t begin, int64_t end) {
     std::vector<float> buffer(w + VW);
@@ -544,10 +544,10 @@ void max_pool_plain_out(const torch::Tensor& x, torch::Tensor& out, std::vector<
           const float* row = in + r * xh;
           int64_t col = 0;
           for (; col + VW <= w; col += VW) {
-            const vec v = *reinterpret_cast<const vec_u*>(row + col), m = *reinterpret_cast<const vec_u*>(rows + col);
-            *reinterpret_cast<vec_u*>(rows + col) = (v > m) | (v != v) ? v : m;
+            vec_u* m = reinterpret_cast<vec_u*>(rows + col);
+            *m = nan_max(*m, *reinterpret_cast<const vec_u*>(row + col));
           }
-          for (; col < w; ++col) rows[col] = nanmax(rows[col], row[col]);
+          for (; col < w; ++col) rows[col] = nan_max(rows[col], row[col]);
         }
         float* out_row = dst + oh * wo;
         std::fill(out_row, out_row + wo, lowest);
@@ -555,7 +555,7 @@ void max_pool_plain_out(const torch::Tensor& x, torch::Tensor& out, std::vector<
           const int64_t shift = j * dw - pw;
           const int64_t lo = shift >= 0 ? 0 : (-shift + sw - 1) / sw;
           const int64_t hi = shift > w - 1 ? 0 : std::min(wo, (w - 1 - shift) / sw + 1);
-          for (int64_t ow = lo; ow < hi; ++ow) out_row[ow] = nanmax(out_row[ow], rows[ow * sw + shift]);
+          for (int64_t ow = lo; ow < hi; ++ow) out_row[ow] = nan_max(out_row[ow], rows[ow * sw + shift]);
         }
       }
     }
