@@ -59,12 +59,16 @@ def test_round_trip_keeps_values_and_zero_halo(ext, batch, halo):
 BLOCKED_CONVS = [c for c in CONVS if c[3] <= MAX_COLUMN_STRIDE] + [(8, 8, 3, (2, 1), 0, 1, 1)]
 
 
-@pytest.mark.parametrize("banded", [False, True])
-@pytest.mark.parametrize("density", [0.0, 0.1, 0.5])
+@pytest.mark.parametrize("banded,shared_loads", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("density", [0.0, 0.1, 0.5, 1.0])
 @pytest.mark.parametrize("cin,cout,k,stride,padding,dilation,groups", BLOCKED_CONVS)
-def test_blocked_conv_matches_dense(ext, monkeypatch, cin, cout, k, stride, padding, dilation, groups, density, banded):
+def test_blocked_conv_matches_dense(
+    ext, monkeypatch, cin, cout, k, stride, padding, dilation, groups, density, banded, shared_loads
+):
     if banded:  # every layer's weights count as too big for the caches: tasks cover bands of rows
         monkeypatch.setattr(blocked_module, "BAND_WEIGHT_BYTES", 0)
+    # runs of taps that load each input vector once, whatever this CPU's vector width
+    monkeypatch.setattr(blocked_module, "SHARED_LOADS_MIN_VECTOR", 0 if shared_loads else 10**6)
     stride = stride if isinstance(stride, tuple) else (stride, stride)
     x = torch.randn(2 * ext.vector_width() + 3, cin, 13, 30)
     w = torch.randn(cout, cin // groups, k, k) * (torch.rand(cout, cin // groups, k, k) < density)

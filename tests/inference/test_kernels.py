@@ -13,6 +13,7 @@ from sparseift.inference.kernels import (
     ROWS_PER_TASK,
     TASKS_PER_THREAD,
     ConvGeometry,
+    TAP_CLASSES,
     Layout,
     PlanCache,
     block_channels,
@@ -150,17 +151,84 @@ def test_block_major_order_holds_each_rows_block_run(cout, cin_g, groups, k, den
     w = torch.randn(cout, cin_g, k, k, generator=g) * (torch.rand(cout, cin_g, k, k, generator=g) < density)
     csr = pack_weight(w, groups)
     block_ptr, order = csr.block_major(block)
-    assert block_ptr.shape == (-(-cin_g // block), cout + 1)
+    assert block_ptr.shape == (-(-cin_g // block), TAP_CLASSES * cout + 1)
     assert sorted(order.tolist()) == list(range(csr.nnz))  # a permutation
     rows = torch.repeat_interleave(torch.arange(cout), csr.row_ptr.diff())
     for b in range(block_ptr.shape[0]):
         for co in range(cout):
-            run = order[block_ptr[b, co] : block_ptr[b, co + 1]]
+            i = TAP_CLASSES * co
+            assert block_ptr[b, i + 1] == block_ptr[b, i + TAP_CLASSES]  # without runs: single taps only
+            run = order[block_ptr[b, i] : block_ptr[b, i + 1]]
             expected = ((rows == co) & ((csr.channel % cin_g) // block == b)).nonzero().flatten()
             assert run.tolist() == expected.tolist()  # the row's block, in column order
     assert int(block_ptr[0, 0]) == 0 and int(block_ptr[-1, -1]) == csr.nnz
     plan = csr.plan(block, torch.arange(csr.nnz, dtype=torch.int32))
     assert torch.equal(plan.values, csr.values[order]) and plan.offsets.tolist() == order.tolist()
+
+
+# the taps (steps m of a window of three) that each class's runs hold
+_CLASS_STEPS = [None, (0, 1), (0, 2), (0, 1, 2)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    cout=st.integers(1, 6),
+    cin_g=st.integers(1, 6),
+    k=st.sampled_from([1, 3, 5, 7]),
+    column_step=st.integers(1, 3),
+    dilation=st.integers(1, 2),
+    density=st.floats(0.0, 1.0),
+    block=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
+def test_shared_load_runs_group_taps_a_load_apart(cout, cin_g, k, column_step, dilation, density, block, seed):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(cout, cin_g, k, k, generator=g) * (torch.rand(cout, cin_g, k, k, generator=g) < density)
+    csr = pack_weight(w)
+    block_ptr, order = csr.block_major(block, csr.shared_load_runs(column_step, dilation))
+    assert sorted(order.tolist()) == list(range(csr.nnz))
+    rows = torch.repeat_interleave(torch.arange(cout), csr.row_ptr.diff())
+    covered = 0
+    for b in range(block_ptr.shape[0]):
+        for co in range(cout):
+            members = ((rows == co) & (csr.channel // block == b)).nonzero().flatten().tolist()
+            taken = []
+            for c in range(TAP_CLASSES):
+                slots = order[block_ptr[b, TAP_CLASSES * co + c] : block_ptr[b, TAP_CLASSES * co + c + 1]].tolist()
+                width = 1 if c == 0 else len(_CLASS_STEPS[c])
+                assert len(slots) % width == 0
+                for start in range(0, len(slots), width):
+                    run = slots[start : start + width]
+                    taps = [(int(csr.channel[j]), int(csr.tap_h[j])) for j in run]
+                    assert len(set(taps)) == 1  # one input channel and kernel row
+                    columns = [int(csr.tap_w[j]) * dilation for j in run]
+                    if c > 0:  # the class's steps, counted from the run's first tap
+                        assert [(a - columns[0]) % column_step for a in columns] == [0] * width
+                        assert tuple((a - columns[0]) // column_step for a in columns) == _CLASS_STEPS[c]
+                taken += slots
+            assert sorted(taken) == members
+            covered += len(taken)
+    assert covered == csr.nnz
+
+
+def test_shared_load_runs_by_hand():
+    def classes(w: torch.Tensor, column_step: int) -> list[int]:  # non-zeros per class of the one row
+        csr = pack_weight(w)
+        block_ptr, _ = csr.block_major(1, csr.shared_load_runs(column_step, 1))
+        return block_ptr[0].diff().tolist()
+
+    dense = torch.ones(1, 1, 3, 3)
+    assert classes(dense, 1) == [0, 0, 0, 9]  # three triples, one per kernel row
+    assert classes(dense, 2) == [3, 6, 0, 0]  # stride 2: kw 0 and 2 one step apart, kw 1 alone
+    row = torch.zeros(1, 1, 1, 3)
+    assert classes(row.index_fill(3, torch.tensor([0, 2]), 1.0), 1) == [0, 0, 2, 0]  # two steps apart
+    assert classes(row.index_fill(3, torch.tensor([1, 2]), 1.0), 1) == [0, 2, 0, 0]
+    assert classes(row.index_fill(3, torch.tensor([1]), 1.0), 1) == [1, 0, 0, 0]
+    wide = torch.ones(1, 1, 1, 5)  # steps 0-2 and 3-4: one triple and one pair
+    csr = pack_weight(wide * torch.arange(1.0, 6.0))
+    block_ptr, order = csr.block_major(1, csr.shared_load_runs(1, 1))
+    assert block_ptr[0].diff().tolist() == [0, 2, 0, 3]
+    assert csr.values[order].tolist() == [4.0, 5.0, 1.0, 2.0, 3.0]  # each run's taps in column order
 
 
 def test_pack_weight_by_hand():
@@ -172,14 +240,15 @@ def test_pack_weight_by_hand():
     assert (csr.tap_h.tolist(), csr.tap_w.tolist()) == ([0, 1, 1], [1, 0, 1])
     assert csr.density == pytest.approx(3 / 16)
     # block-major: block 0 (channel 0) holds row 0's first non-zero, block 1 the other two
+    singles = slice(0, None, TAP_CLASSES)  # each row's first run: its single taps
     block_ptr, order = csr.block_major(1)
-    assert block_ptr.tolist() == [[0, 1, 1], [1, 2, 3]] and order.tolist() == [0, 1, 2]
+    assert block_ptr[:, singles].tolist() == [[0, 1, 1], [1, 2, 3]] and order.tolist() == [0, 1, 2]
     block_ptr, order = csr.block_major(2)
-    assert block_ptr.tolist() == [[0, 2, 3]] and order.tolist() == [0, 1, 2]
+    assert block_ptr[:, singles].tolist() == [[0, 2, 3]] and order.tolist() == [0, 1, 2]
     # rows 0 and 1 both in channel 0, row 0 also in channel 1: block 0 takes non-zeros 0 and 2
     mixed = pack_weight(torch.tensor([[1.0, 2.0], [3.0, 0.0]]))
     block_ptr, order = mixed.block_major(1)
-    assert block_ptr.tolist() == [[0, 1, 2], [2, 3, 3]] and order.tolist() == [0, 2, 1]
+    assert block_ptr[:, singles].tolist() == [[0, 1, 2], [2, 3, 3]] and order.tolist() == [0, 2, 1]
     # one image, stride 1, plane Hq x Wq = 3 x 4: offset = (c * Hq + kh) * Wq + kw
     flat = Layout(ho=2, wo=3, hq=3, wq=4, phases=1, lanes=1, shifts=1, copy=1000)
     assert csr.offsets(ConvGeometry(), flat).tolist() == [1, 16, 17]

@@ -38,6 +38,7 @@ __all__ = [
     "BlockedLayout",
     "BlockedModule",
     "MAX_COLUMN_STRIDE",
+    "SHARED_LOADS_MIN_VECTOR",
     "TaskShape",
     "as_tensor",
     "blocked_plan",
@@ -47,6 +48,12 @@ __all__ = [
 
 MAX_COLUMN_STRIDE = 2
 """Largest column stride the blocked kernel reads (``MAX_STEP`` in ``csrc/sparse_conv.cpp``)."""
+
+SHARED_LOADS_MIN_VECTOR = 16
+"""Vector width (floats) from which the blocked kernel loads each input vector once for a run
+of taps (:meth:`~sparseift.inference.kernels.CsrWeight.shared_load_runs`): a run of three keeps
+three weights, the input vector and the tile's accumulators live, which AVX-512's 32 registers
+hold and AVX2's 16 do not."""
 
 BAND_WEIGHT_BYTES = 2 * 1024 * 1024
 """Weight bytes (8 per non-zero) beyond which every task re-reads its channels' weights from
@@ -151,7 +158,8 @@ def blocked_plan(ext: ModuleType, weight: CsrWeight, geometry: ConvGeometry, lay
         raise ValueError(f"input too large for the sparse kernel's int32 offsets ({layout})")
     tile = tile_floats(ext) // vector
     footprint = 4 * vector * ((kh - 1) * dh + 1) * ((tile - 1) * sw + (kw - 1) * dw + 1)
-    return weight.plan(max(1, L1_BUDGET // footprint), offsets.to(torch.int32))
+    runs = weight.shared_load_runs(sw, dw) if vector >= SHARED_LOADS_MIN_VECTOR else None
+    return weight.plan(max(1, L1_BUDGET // footprint), offsets.to(torch.int32), runs)
 
 
 @dataclass(frozen=True)

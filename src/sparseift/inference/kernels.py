@@ -29,6 +29,8 @@ __all__ = [
     "KernelPlan",
     "Layout",
     "PlanCache",
+    "TAP_CLASSES",
+    "TapRuns",
     "balanced_rows",
     "block_channels",
     "pack_weight",
@@ -57,11 +59,27 @@ class ConvGeometry:
         )
 
 
+TAP_CLASSES = 4
+"""Classes of a row's non-zeros in one channel block, in the order the kernel reads them: single
+taps, pairs of taps one column step apart, pairs two steps apart, triples (runs of taps that
+load each input vector once; see ``block_rows`` in ``csrc/sparse_conv.cpp``)."""
+
+_CLASS_OF_TAPS = torch.tensor([0, 0, 0, 1, 0, 2, 1, 3])  # bit m set: a tap m steps from the run's start
+
+
+class TapRuns(NamedTuple):
+    """Per non-zero: its class (index into :data:`TAP_CLASSES`) and its position in column
+    order (runs contiguous, taps of a run in step order)."""
+
+    tap_class: torch.Tensor  # int64 [nnz]
+    position: torch.Tensor  # int64 [nnz]
+
+
 class KernelPlan(NamedTuple):
     """A weight as the kernels read it for one input layout: non-zeros block-major (see
     :meth:`CsrWeight.block_major`), each with its int32 offset into the input buffer."""
 
-    block_ptr: torch.Tensor  # int64 [B, Cout + 1]
+    block_ptr: torch.Tensor  # int64 [B, TAP_CLASSES * Cout + 1]
     offsets: torch.Tensor  # int32 [nnz]
     values: torch.Tensor  # float32 [nnz]
 
@@ -98,29 +116,58 @@ class CsrWeight:
         dense[rows, cols] = self.values
         return dense.reshape(self.shape)
 
-    def block_major(self, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def shared_load_runs(self, column_step: int, dilation: int) -> TapRuns:
+        """The runs of taps that can share their input loads when one column step of the kernel
+        is ``column_step`` input columns (its column stride) and taps lie ``dilation`` apart.
+
+        Tap ``kw`` of a row reads column ``a = kw * dilation`` of its output's window, i.e.
+        ``m = a // column_step`` steps of phase ``a % column_step``. The taps of one row, input
+        channel, kernel row and phase whose ``m`` fall into one window ``[3 i, 3 i + 3)`` form a
+        run; its set of ``m - 3 i`` decides the class (:data:`TAP_CLASSES`): one tap, two one
+        step apart, two two steps apart, or all three. Within a class, runs follow each other
+        in column order, each with its taps in ``m`` order.
+        """
+        cout, cin_g, kh, kw = self.shape
+        rows = torch.repeat_interleave(torch.arange(cout), self.row_ptr.diff())
+        column = self.tap_w * dilation
+        step = column // column_step
+        windows = (kw - 1) * dilation // column_step // 3 + 1
+        window = (((rows * cin_g + self.channel % cin_g) * kh + self.tap_h) * column_step + column % column_step)
+        window = window * windows + step // 3
+        _, index = torch.unique(window, return_inverse=True)
+        taps = torch.zeros(int(index.max()) + 1 if index.numel() else 0, dtype=torch.int64)
+        taps.scatter_add_(0, index, 1 << (step % 3))
+        return TapRuns(_CLASS_OF_TAPS[taps[index]], window * 3 + step % 3)
+
+    def block_major(self, block: int, runs: TapRuns | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The non-zeros reordered channel block by channel block: ``(block_ptr, order)``.
 
         ``order`` (int64 ``[nnz]``) lists the non-zeros block-major (block ``b`` of local input
-        channels ``[b * block, (b + 1) * block)``, then row, then column), and in that order row
-        ``co``'s non-zeros of block ``b`` are ``[block_ptr[b, co], block_ptr[b, co + 1])``
-        (int64 ``[B, Cout + 1]``). A task sweeping its rows through one block then reads one
-        contiguous run of weights instead of ``Cout`` short runs far apart.
+        channels ``[b * block, (b + 1) * block)``, then row, then class of ``runs`` (all single
+        taps without it), then column), and in that order row ``co``'s non-zeros of class ``c``
+        in block ``b`` are ``[block_ptr[b, i], block_ptr[b, i + 1])``, ``i = TAP_CLASSES * co + c``
+        (int64 ``[B, TAP_CLASSES * Cout + 1]``). A task sweeping its rows through one block then
+        reads one contiguous run of weights instead of ``Cout`` short runs far apart.
         """
         cout, cin_g = self.shape[0], self.shape[1]
-        n_blocks = -(-cin_g // block)
+        n_blocks, width = -(-cin_g // block), TAP_CLASSES * cout
         rows = torch.repeat_interleave(torch.arange(cout), self.row_ptr.diff())
-        key = (self.channel % cin_g) // block * cout + rows
-        order = torch.sort(key, stable=True).indices
-        counts = torch.bincount(key, minlength=n_blocks * cout)
+        key = ((self.channel % cin_g) // block * cout + rows) * TAP_CLASSES
+        order = torch.arange(self.nnz)
+        if runs is not None:
+            key = key + runs.tap_class
+            order = torch.sort(runs.position, stable=True).indices
+        order = order[torch.sort(key[order], stable=True).indices]
+        counts = torch.bincount(key, minlength=n_blocks * width)
         ends = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-        starts = torch.arange(n_blocks)[:, None] * cout + torch.arange(cout + 1)
+        starts = torch.arange(n_blocks)[:, None] * width + torch.arange(width + 1)
         return ends[starts].contiguous(), order
 
-    def plan(self, block: int, offsets: torch.Tensor) -> KernelPlan:
-        """The :class:`KernelPlan` of this weight with input channel blocks of ``block`` and the
-        non-zeros' int32 ``offsets`` (in CSR order) into the kernel's input buffer."""
-        block_ptr, order = self.block_major(block)
+    def plan(self, block: int, offsets: torch.Tensor, runs: TapRuns | None = None) -> KernelPlan:
+        """The :class:`KernelPlan` of this weight with input channel blocks of ``block``, the
+        non-zeros' int32 ``offsets`` (in CSR order) into the kernel's input buffer and, where
+        given, the tap ``runs`` that share loads (:meth:`shared_load_runs`)."""
+        block_ptr, order = self.block_major(block, runs)
         return KernelPlan(block_ptr, offsets[order].contiguous(), self.values[order].contiguous())
 
     def offsets(self, geometry: ConvGeometry, layout: Layout) -> torch.Tensor:

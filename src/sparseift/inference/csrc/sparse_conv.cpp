@@ -59,20 +59,46 @@ struct Geometry {
   int64_t threads;                 // worker threads (torch.get_num_threads())
 };
 
+// Classes of one row's non-zeros in one channel block, in this order (TAP_CLASSES runs per
+// row in block_ptr): single taps; then runs of taps of one input channel and kernel row whose
+// column offsets lie m = 0, 1, 2 column steps (STEP vectors) apart, so that each input vector
+// loaded once feeds every tap of the run: pairs m = {0, 1}, pairs m = {0, 2}, triples {0, 1, 2}.
+// A run takes one slot per tap in `off` / `val` (its weights in m order; the offset of its
+// first slot is that of m = 0, the others are not read). Tap masks of the classes:
+constexpr int TAP_CLASSES = 4;
+constexpr int CLASS_TAPS[TAP_CLASSES] = {0b001, 0b011, 0b101, 0b111};
+
+// acc[k] += sum over the taps t of MASK (bit m set) of w[t] * x[k + m], x[i] the vector at
+// p + i * STEP * VW: each of the NV + (highest m) input vectors is loaded once.
+template <int NV, int STEP, int MASK>
+inline void add_run(vec (&acc)[NV], const float* __restrict p, const float* __restrict w) {
+  constexpr int SPAN = 32 - __builtin_clz(MASK);  // 1 + the highest m
+  vec weight[3];
+  int t = 0;
+  UNROLL for (int m = 0; m < 3; ++m) if (MASK >> m & 1) weight[m] = broadcast(w[t++]);
+#pragma GCC unroll 32
+  for (int i = 0; i < NV + SPAN - 1; ++i) {
+    vec x = *reinterpret_cast<const vec_u*>(p + i * STEP * VW);
+    if constexpr (MASK != 1) asm("" : "+v"(x));  // one load in a register, not one memory operand per tap
+    UNROLL for (int m = 0; m < 3; ++m)
+      if ((MASK >> m & 1) && i - m >= 0 && i - m < NV) acc[i - m] += weight[m] * x;
+  }
+}
+
 // One channel block of a task: for each of its `rows` output rows r, NV output vectors
 //     acc_r[k] (+)= sum over the row's non-zeros j in the block of val[j] * xt[off[j] + k * STEP * VW]
-// (non-zeros bp[r] .. bp[r + 1], so the block's rows read one contiguous run of weights;
-// STEP = 1: consecutive vectors; 2: a stride-2 conv reading batch-blocked activations).
-// acc_r = out + r * out_pitch is VW-aligned (the task's partial-sum buffer); `accumulate` =
-// false starts from zero. The accumulators stay in
+// (non-zeros bp[c] .. bp[c + 1] for the row's classes c = TAP_CLASSES r ... (see above), so the
+// block's rows read one contiguous run of weights; STEP = 1: consecutive vectors; 2: a stride-2
+// conv reading batch-blocked activations). acc_r = out + r * out_pitch is VW-aligned (the task's
+// partial-sum buffer); `accumulate` = false starts from zero. The accumulators stay in
 // registers from the first load to the last store; one call covers all rows, so the loop over
 // them costs no call per row.
 template <int NV, int STEP>
 void block_rows(const float* __restrict xt, const int32_t* __restrict off, const float* __restrict val,
                 const int64_t* __restrict bp, int64_t rows, float* __restrict out, int64_t out_pitch, bool accumulate) {
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t begin = bp[r], end = bp[r + 1];
-    if (accumulate && begin == end) continue;
+    const int64_t* run = bp + r * TAP_CLASSES;
+    if (accumulate && run[0] == run[TAP_CLASSES]) continue;
     vec* __restrict o = reinterpret_cast<vec*>(out + r * out_pitch);
     vec acc[NV];
     if (accumulate) {
@@ -80,11 +106,10 @@ void block_rows(const float* __restrict xt, const int32_t* __restrict off, const
     } else {
       UNROLL for (int k = 0; k < NV; ++k) acc[k] = broadcast(0.0f);
     }
-    for (int64_t j = begin; j < end; ++j) {
-      const float* p = xt + off[j];
-      const vec w = broadcast(val[j]);
-      UNROLL for (int k = 0; k < NV; ++k) acc[k] += w * *reinterpret_cast<const vec_u*>(p + k * STEP * VW);
-    }
+    for (int64_t j = run[0]; j < run[1]; ++j) add_run<NV, STEP, CLASS_TAPS[0]>(acc, xt + off[j], val + j);
+    for (int64_t j = run[1]; j < run[2]; j += 2) add_run<NV, STEP, CLASS_TAPS[1]>(acc, xt + off[j], val + j);
+    for (int64_t j = run[2]; j < run[3]; j += 2) add_run<NV, STEP, CLASS_TAPS[2]>(acc, xt + off[j], val + j);
+    for (int64_t j = run[3]; j < run[4]; j += 3) add_run<NV, STEP, CLASS_TAPS[3]>(acc, xt + off[j], val + j);
     UNROLL for (int k = 0; k < NV; ++k) o[k] = acc[k];
   }
 }
@@ -172,9 +197,10 @@ void to_phase_layout(const float* x, const int64_t* xs, int64_t n_img, int64_t n
 }  // namespace
 
 // y = act(sparse_conv(x) + bias + residual), written into `out`.
-//   x: [N, C, H, W] float32, any strides.  block_ptr: [B, Cout + 1] int64, the non-zeros of
-//   input-channel block b and row co are [block_ptr[b, co], block_ptr[b, co + 1]) (stored
-//   block-major).  offsets: [nnz] int32 (phase-layout offsets, see top).
+//   x: [N, C, H, W] float32, any strides.  block_ptr: [B, TAP_CLASSES Cout + 1] int64, the
+//   non-zeros of input-channel block b, row co and class c are [block_ptr[b, i], block_ptr[b, i + 1]),
+//   i = TAP_CLASSES co + c (stored block-major; see block_rows).  offsets: [nnz] int32
+//   (phase-layout offsets, see top).
 //   values: [nnz] float32.  bias: [Cout] or empty.  residual: out's shape or empty.
 //   out: [N, Cout, Ho, Wo] float32, any strides.  geometry: sh, sw, ph, pw, dh, dw, ho, wo,
 //   hq, wq, phases, lanes, shifts, copy, rows, tile, threads (see top and Geometry; computed by
@@ -187,7 +213,8 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
   TORCH_CHECK(block_ptr.dim() == 2 && block_ptr.scalar_type() == torch::kLong &&
                   offsets.scalar_type() == torch::kInt && values.scalar_type() == torch::kFloat &&
                   block_ptr.is_contiguous() && offsets.is_contiguous() && values.is_contiguous(),
-              "block_ptr (int64 [blocks, Cout + 1]), offsets (int32) and values (float32) must be contiguous");
+              "block_ptr (int64 [blocks, TAP_CLASSES Cout + 1]), offsets (int32) and values (float32) must be contiguous");
+  TORCH_CHECK((block_ptr.size(1) - 1) % TAP_CLASSES == 0, "block_ptr must hold TAP_CLASSES runs per row");
   TORCH_CHECK(geometry.size() == 17, "geometry must hold 17 values (see sparse_conv.cpp)");
   const Geometry g{geometry[0],  geometry[1],  geometry[2],  geometry[3],  geometry[4],  geometry[5],
                    geometry[6],  geometry[7],  geometry[8],  geometry[9],  geometry[10], geometry[11],
@@ -197,7 +224,7 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
               "tile must be a multiple of the vector width and of lanes, at most tile_width()");
   const int64_t tile_len = g.tile;
   const int64_t n_img = x.size(0), channels = x.size(1), h = x.size(2), w = x.size(3);
-  const int64_t cout = block_ptr.size(1) - 1;
+  const int64_t cout = (block_ptr.size(1) - 1) / TAP_CLASSES;
   TORCH_CHECK(out.size(0) == n_img && out.size(1) == cout && out.size(2) == g.ho && out.size(3) == g.wo,
               "out has the wrong shape");
   TORCH_CHECK(g.lanes >= 1 && g.shifts >= 1, "lanes and shifts must be >= 1");
@@ -265,7 +292,8 @@ void sparse_conv_out(const torch::Tensor& x, const torch::Tensor& block_ptr, con
       // Channel blocks outermost: one block's slice of xt stays in L1 while every row of the
       // chunk uses it; partial sums live in `acc`.
       for (int64_t blk = 0; blk < n_blocks; ++blk)
-        fn(xt_tile, off, val, bp + blk * (cout + 1) + co0, co1 - co0, acc, tile_len, blk > 0);
+        fn(xt_tile, off, val, bp + blk * (TAP_CLASSES * cout + 1) + TAP_CLASSES * co0, co1 - co0, acc, tile_len,
+           blk > 0);
       const int64_t n0 = grp * g.lanes, valid_lanes = std::min(g.lanes, n_img - n0);
       for (int64_t co = co0; co < co1; ++co) {
         const float* tile = acc + (co - co0) * tile_len;
@@ -608,9 +636,10 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
   TORCH_CHECK(block_ptr.dim() == 2 && block_ptr.scalar_type() == torch::kLong &&
                   offsets.scalar_type() == torch::kInt && values.scalar_type() == torch::kFloat &&
                   block_ptr.is_contiguous() && offsets.is_contiguous() && values.is_contiguous(),
-              "block_ptr (int64 [blocks, Cout + 1]), offsets (int32) and values (float32) must be contiguous");
+              "block_ptr (int64 [blocks, TAP_CLASSES Cout + 1]), offsets (int32) and values (float32) must be contiguous");
+  TORCH_CHECK((block_ptr.size(1) - 1) % TAP_CLASSES == 0, "block_ptr must hold TAP_CLASSES runs per row");
   const int64_t groups = x.size(0), channels = x.size(1), hp = x.size(2), wp = x.size(3);
-  const int64_t cout = block_ptr.size(1) - 1, hop = out.size(2), wop = out.size(3);
+  const int64_t cout = (block_ptr.size(1) - 1) / TAP_CLASSES, hop = out.size(2), wop = out.size(3);
   TORCH_CHECK(out.size(0) == groups && out.size(1) == cout && hop == ho + 2 * out_hh && wop == wo + 2 * out_hw,
               "out has the wrong shape");
   TORCH_CHECK(oy >= 0 && ox >= 0 && (ho - 1) * sh + oy < hp && (wo - 1) * sw + ox < wp, "input halo too small");
@@ -674,7 +703,7 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
       for (int64_t blk = 0; blk < n_blocks; ++blk) {
         if (blk + 1 == n_blocks) prefetch_epilogue();
         for (int64_t oh = oh0; oh < oh1; ++oh)
-          fn(xt + (oh - oh0) * sh * wp * VW, off, val, bp + blk * (cout + 1) + co0, co1 - co0,
+          fn(xt + (oh - oh0) * sh * wp * VW, off, val, bp + blk * (TAP_CLASSES * cout + 1) + TAP_CLASSES * co0, co1 - co0,
              acc + (oh - oh0) * band_acc, nv * VW, blk > 0);
       }
       const vec floor = broadcast(relu ? 0.0f : -std::numeric_limits<float>::infinity());
