@@ -24,6 +24,7 @@ from sparseift.inference.blocked import (
     as_tensor,
     blocked_task_shape,
     sparse_conv2d_blocked,
+    touched_vectors,
 )
 from sparseift.inference.kernels import ConvGeometry, PlanCache, pack_weight
 
@@ -86,6 +87,14 @@ def test_blocked_conv_matches_dense(
     halo = out.data.clone()
     halo[:, :, 1:-1, 2:-2] = 0
     assert int(torch.count_nonzero(halo)) == 0  # the next layer's zero padding
+
+
+def test_touched_vectors_by_hand():
+    assert touched_vectors((3, 3), 1, 1, 16) == 3 * 18
+    assert touched_vectors((3, 3), 2, 1, 16) == 3 * 33  # both phases of the span
+    assert touched_vectors((1, 1), 2, 1, 16) == 16  # every other vector
+    assert touched_vectors((3, 3), 1, 2, 16) == 3 * 20  # dilated: columns 0..15 and 16..19
+    assert touched_vectors((1, 3), 4, 1, 2) == 6  # columns 0, 1, 2, 4, 5, 6
 
 
 def test_blocked_conv_reads_contiguous_planes_too(ext):
