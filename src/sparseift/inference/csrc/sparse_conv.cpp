@@ -689,10 +689,13 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
         return res + (g * cout + co) * res_pitch + ((oh + res_hh) * wrp + ow0 + res_hw) * VW;
       };
       // The epilogue's lines come from memory (a batch's activations outgrow the caches):
-      // requested before the last channel block, they arrive while it computes.
-      auto prefetch_epilogue = [&] {
+      // channel block blk requests those of its share of the rows, so that they arrive spread
+      // over the task instead of in one burst.
+      auto prefetch_epilogue = [&](int64_t blk) {
+        const int64_t rows_here = co1 - co0;
+        const int64_t first = co0 + rows_here * blk / n_blocks, last = co0 + rows_here * (blk + 1) / n_blocks;
         for (int64_t oh = oh0; oh < oh1; ++oh) {
-          for (int64_t co = co0; co < co1; ++co) {
+          for (int64_t co = first; co < last; ++co) {
             prefetch_run<true>(dst_at(oh, co), len);
             if (res) prefetch_run<false>(res_at(oh, co), len);
           }
@@ -701,7 +704,7 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
       // Channel blocks outermost: a block's input rows for the whole band stay in L1 and its
       // weights are read once per block for every output row of the band.
       for (int64_t blk = 0; blk < n_blocks; ++blk) {
-        if (blk + 1 == n_blocks) prefetch_epilogue();
+        prefetch_epilogue(blk);
         for (int64_t oh = oh0; oh < oh1; ++oh)
           fn(xt + (oh - oh0) * sh * wp * VW, off, val, bp + blk * (TAP_CLASSES * cout + 1) + TAP_CLASSES * co0, co1 - co0,
              acc + (oh - oh0) * band_acc, nv * VW, blk > 0);
