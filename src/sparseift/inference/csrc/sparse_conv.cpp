@@ -14,7 +14,10 @@
 // block, and row by row within a block) times contiguous runs of q:
 //     y[co, q] = sum_j val_j * xt[off_j + q].
 // Each task keeps a tile of TILE = NV * VW consecutive q in vector registers, broadcasts
-// one non-zero at a time and FMAs a contiguous load: zeros are never touched. Input
+// one non-zero at a time and FMAs a contiguous load: zeros are never touched. (On batch-
+// blocked activations with AVX-512, taps of one input channel and kernel row that lie one or
+// two column steps apart form runs that load each input vector once for all their weights:
+// see block_rows.) Input
 // channels are processed in blocks whose slice of xt stays in L1 (partial sums of the task's
 // rows stay in an L1 buffer). Columns with ow >= Wo and lanes past the batch are computed
 // and dropped. The epilogue adds bias and an optional residual, applies ReLU and stores into
