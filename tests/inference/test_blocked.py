@@ -18,15 +18,18 @@ from sparseift.inference import compile
 from sparseift.inference.blocked import (
     BANDED_ROWS,
     BAND_WEIGHT_BYTES,
+    BLOCKED_TILE,
     L2_ACC_BUDGET,
     MAX_COLUMN_STRIDE,
     Blocked,
     as_tensor,
+    balanced_columns,
     blocked_task_shape,
+    blocked_tile,
     sparse_conv2d_blocked,
     touched_vectors,
 )
-from sparseift.inference.kernels import ConvGeometry, PlanCache, pack_weight
+from sparseift.inference.kernels import ConvGeometry, PlanCache, pack_weight, tile_floats
 
 from .conftest import SmallNet, randomise
 from .test_kernels import CONVS
@@ -95,6 +98,26 @@ def test_touched_vectors_by_hand():
     assert touched_vectors((1, 1), 2, 1, 16) == 16  # every other vector
     assert touched_vectors((3, 3), 1, 2, 16) == 3 * 20  # dilated: columns 0..15 and 16..19
     assert touched_vectors((1, 3), 4, 1, 2) == 6  # columns 0, 1, 2, 4, 5, 6
+
+
+def test_balanced_columns_by_hand():
+    assert [balanced_columns(wo, 8) for wo in (56, 28, 14, 7, 9, 1)] == [8, 7, 7, 7, 5, 1]
+    assert [balanced_columns(wo, 14) for wo in (56, 28, 14, 7, 15)] == [14, 14, 14, 7, 8]
+
+
+@given(wo=st.integers(1, 512), tile=st.integers(1, 32))
+def test_balanced_columns_split_the_row_into_fewest_near_equal_runs(wo, tile):
+    columns = balanced_columns(wo, tile)
+    runs = -(-wo // tile)  # fewest runs of at most `tile` columns
+    assert 1 <= columns <= tile
+    assert -(-wo // columns) == runs  # no extra run
+    assert runs * columns - wo < runs  # the last run is short by less than one column per run
+
+
+def test_blocked_tile_stays_within_the_register_tile(ext):
+    tile, full = blocked_tile(ext), tile_floats(ext) // ext.vector_width()
+    assert 1 <= tile <= full
+    assert tile == (min(full, BLOCKED_TILE) if ext.vector_width() == 16 else full)
 
 
 def test_blocked_conv_reads_contiguous_planes_too(ext):
