@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
+from bench_inference import sparse_wide  # this script's folder is on sys.path when it runs
+from torch import nn
 
-import torch  # noqa: E402
-from bench_inference import sparse_wide  # noqa: E402
-from torch import nn  # noqa: E402
-
-from sparseift.inference import compile  # noqa: E402
-from sparseift.inference.layers import InferenceLayer  # noqa: E402
+from sparseift.inference import compile
+from sparseift.inference.layers import InferenceLayer
 
 
 def layer_times(fast: nn.Module, x: torch.Tensor, reps: int) -> tuple[float, dict[str, float]]:
