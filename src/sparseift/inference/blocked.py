@@ -46,6 +46,7 @@ __all__ = [
     "blocked_plan",
     "blocked_task_shape",
     "blocked_tile",
+    "block_channels",
     "sparse_conv2d_blocked",
     "touched_vectors",
 ]
@@ -191,9 +192,15 @@ def blocked_plan(
     offsets = weight.channel * layout.pitch + (weight.tap_h * dh * layout.wp + weight.tap_w * dw) * vector
     if offsets.numel() and int(offsets.max()) >= 2**31:
         raise ValueError(f"input too large for the sparse kernel's int32 offsets ({layout})")
-    footprint = 4 * vector * touched_vectors(weight.shape[2:], sw, dw, columns)
     runs = weight.shared_load_runs(sw, dw) if vector >= SHARED_LOADS_MIN_VECTOR else None
-    return weight.plan(max(1, BLOCKED_L1_BUDGET // footprint), offsets.to(torch.int32), runs)
+    return weight.plan(block_channels(vector, weight.shape[2:], geometry, columns), offsets.to(torch.int32), runs)
+
+
+def block_channels(vector: int, kernel: tuple[int, int], geometry: ConvGeometry, columns: int) -> int:
+    """Input channels per channel block of the blocked kernel: as many as the vectors one task
+    of ``columns`` output columns reads of them (:func:`touched_vectors`) fit :data:`BLOCKED_L1_BUDGET`."""
+    footprint = 4 * vector * touched_vectors(kernel, geometry.stride[1], geometry.dilation[1], columns)
+    return max(1, BLOCKED_L1_BUDGET // footprint)
 
 
 def touched_vectors(kernel: tuple[int, int], column_stride: int, column_dilation: int, tile: int) -> int:
@@ -262,20 +269,22 @@ def sparse_conv2d_blocked(
     n, _, h, w = x.shape
     ho, wo = geometry.output_size((h, w), weight.shape[2:], total_pad)
     layout = BlockedLayout(int(x.data.shape[2]), int(x.data.shape[3]), int(x.data.stride(1)))
-    tile = blocked_tile(ext)
+    tile, vector = blocked_tile(ext), ext.vector_width()
     columns = balanced_columns(wo, tile)
     plan = cache.get((layout, columns), lambda: blocked_plan(ext, weight, geometry, layout, columns))
-    groups, cout, vector, threads = int(x.data.shape[0]), weight.shape[0], ext.vector_width(), torch.get_num_threads()
+    groups, cout, threads = int(x.data.shape[0]), weight.shape[0], torch.get_num_threads()
     task = blocked_task_shape(ho, wo, cout, weight.nnz, groups, tile, vector, threads)
     out = ext.blocked_empty(groups, cout, ho + 2 * out_halo[0], wo + 2 * out_halo[1])
     res_halo = (0, 0) if residual is None else residual.halo
+    prefetch = [block_channels(vector, weight.shape[2:], geometry, columns), *weight.shape[2:], *geometry.dilation, weight.groups]
     ext.sparse_conv_blocked_out(
         x.data,
         *plan,
         _EMPTY if bias is None else bias,
         _EMPTY if residual is None else residual.data,
         out,
-        [sh, sw, x.halo[0] - ph, x.halo[1] - pw, ho, wo, *out_halo, *res_halo, task.tile, task.rows, task.band, threads],
+        [sh, sw, x.halo[0] - ph, x.halo[1] - pw, ho, wo, *out_halo, *res_halo, task.tile, task.rows, task.band, threads,
+         *prefetch],
         relu,
     )
     return Blocked(out, n, out_halo)
