@@ -46,7 +46,6 @@ __all__ = [
     "blocked_plan",
     "blocked_task_shape",
     "blocked_tile",
-    "block_channels",
     "sparse_conv2d_blocked",
     "touched_vectors",
 ]
@@ -179,28 +178,24 @@ def balanced_columns(wo: int, tile: int) -> int:
 
 def blocked_plan(
     ext: ModuleType, weight: CsrWeight, geometry: ConvGeometry, layout: BlockedLayout, columns: int
-) -> KernelPlan:
+) -> tuple[KernelPlan, int]:
     """The :class:`~sparseift.inference.kernels.KernelPlan` of ``weight`` on a blocked input of
-    ``layout`` for tasks of ``columns`` output columns.
+    ``layout`` for tasks of ``columns`` output columns, and its input channels per block.
 
     Tap ``(c, kh, kw)`` is read at ``c * pitch + (kh * dh * wp + kw * dw) * V`` from its output
     position's origin. Input channels are blocked so that the vectors one task reads of a block
-    (:func:`touched_vectors` per channel) fit :data:`BLOCKED_L1_BUDGET`.
+    (:func:`touched_vectors` per channel) fit :data:`BLOCKED_L1_BUDGET` (the kernel also needs the
+    block size to request the next block's lines ahead).
     """
     vector = ext.vector_width()
     (dh, dw), sw = geometry.dilation, geometry.stride[1]
     offsets = weight.channel * layout.pitch + (weight.tap_h * dh * layout.wp + weight.tap_w * dw) * vector
     if offsets.numel() and int(offsets.max()) >= 2**31:
         raise ValueError(f"input too large for the sparse kernel's int32 offsets ({layout})")
+    footprint = 4 * vector * touched_vectors(weight.shape[2:], sw, dw, columns)
+    block = max(1, BLOCKED_L1_BUDGET // footprint)
     runs = weight.shared_load_runs(sw, dw) if vector >= SHARED_LOADS_MIN_VECTOR else None
-    return weight.plan(block_channels(vector, weight.shape[2:], geometry, columns), offsets.to(torch.int32), runs)
-
-
-def block_channels(vector: int, kernel: tuple[int, int], geometry: ConvGeometry, columns: int) -> int:
-    """Input channels per channel block of the blocked kernel: as many as the vectors one task
-    of ``columns`` output columns reads of them (:func:`touched_vectors`) fit :data:`BLOCKED_L1_BUDGET`."""
-    footprint = 4 * vector * touched_vectors(kernel, geometry.stride[1], geometry.dilation[1], columns)
-    return max(1, BLOCKED_L1_BUDGET // footprint)
+    return weight.plan(block, offsets.to(torch.int32), runs), block
 
 
 def touched_vectors(kernel: tuple[int, int], column_stride: int, column_dilation: int, tile: int) -> int:
@@ -271,12 +266,11 @@ def sparse_conv2d_blocked(
     layout = BlockedLayout(int(x.data.shape[2]), int(x.data.shape[3]), int(x.data.stride(1)))
     tile, vector = blocked_tile(ext), ext.vector_width()
     columns = balanced_columns(wo, tile)
-    plan = cache.get((layout, columns), lambda: blocked_plan(ext, weight, geometry, layout, columns))
+    plan, block = cache.get((layout, columns), lambda: blocked_plan(ext, weight, geometry, layout, columns))
     groups, cout, threads = int(x.data.shape[0]), weight.shape[0], torch.get_num_threads()
     task = blocked_task_shape(ho, wo, cout, weight.nnz, groups, tile, vector, threads)
     out = ext.blocked_empty(groups, cout, ho + 2 * out_halo[0], wo + 2 * out_halo[1])
     res_halo = (0, 0) if residual is None else residual.halo
-    prefetch = [block_channels(vector, weight.shape[2:], geometry, columns), *weight.shape[2:], *geometry.dilation, weight.groups]
     ext.sparse_conv_blocked_out(
         x.data,
         *plan,
@@ -284,7 +278,7 @@ def sparse_conv2d_blocked(
         _EMPTY if residual is None else residual.data,
         out,
         [sh, sw, x.halo[0] - ph, x.halo[1] - pw, ho, wo, *out_halo, *res_halo, task.tile, task.rows, task.band, threads,
-         *prefetch],
+         block, *weight.shape[2:], *geometry.dilation, weight.groups],
         relu,
     )
     return Blocked(out, n, out_halo)

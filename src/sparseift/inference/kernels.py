@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 
@@ -296,14 +296,17 @@ def tile_floats(ext: ModuleType) -> int:
     return max(vector, min(ext.tile_width(), TILE_FLOATS) // vector * vector)
 
 
+PlanT = TypeVar("PlanT")
+
+
 class PlanCache:
     """Per input layout (:class:`Layout` or a batch-blocked one): the :class:`KernelPlan` of one
-    weight, built once."""
+    weight (with what else its kernel needs), built once."""
 
     def __init__(self) -> None:
-        self.by_layout: dict[Hashable, KernelPlan] = {}
+        self.by_layout: dict[Hashable, Any] = {}
 
-    def get(self, layout: Hashable, build: Callable[[], KernelPlan]) -> KernelPlan:
+    def get(self, layout: Hashable, build: Callable[[], PlanT]) -> PlanT:
         """The plan for ``layout``; ``build()`` makes it on the first call."""
         if layout not in self.by_layout:
             self.by_layout[layout] = build()

@@ -673,26 +673,26 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
   const int64_t n_bands = (ho + band - 1) / band, in_pitch = x.stride(1);
   TORCH_CHECK(channels % conv_groups == 0 && cout % conv_groups == 0, "conv groups must divide the input and output channels");
   const int64_t cin_g = channels / conv_groups, cout_g = cout / conv_groups;
-  // Task `task`: its origin in x, image group, chunk of output channels, rows and columns.
+  // Task `task`: its origin in x, image group, output channels [co0, co1), rows [oh0, oh1) and
+  // columns [ow0, ow0 + len).
   struct Task {
     const float* xt;
-    int64_t g, chunk, oh0, oh1, ow0, len;
+    int64_t g, co0, co1, oh0, oh1, ow0, len;
   };
   auto task_at = [&](int64_t task) {
-    const int64_t chunk = task % n_chunks, wt = task / n_chunks % n_wt, oh0 = task / (n_chunks * n_wt) % n_bands * band,
-                  g = task / (n_chunks * n_wt * n_bands), ow0 = wt * nv;
-    return Task{xb + g * group_in + ((oh0 * sh + oy) * wp + ow0 * sw + ox) * VW, g, chunk, oh0, std::min(ho, oh0 + band),
-                ow0, std::min(nv, wo - ow0)};
+    const int64_t co0 = task % n_chunks * rows, wt = task / n_chunks % n_wt,
+                  oh0 = task / (n_chunks * n_wt) % n_bands * band, g = task / (n_chunks * n_wt * n_bands), ow0 = wt * nv;
+    return Task{xb + g * group_in + ((oh0 * sh + oy) * wp + ow0 * sw + ox) * VW, g, co0, std::min(cout, co0 + rows), oh0,
+                std::min(ho, oh0 + band), ow0, std::min(nv, wo - ow0)};
   };
   // Appends the input lines that channel block blk of task t reads: the block's channels (of
   // the conv groups of t's output channels), their rows under t's band, each over the columns
   // its taps span.
   auto append_block_lines = [&](const Task& t, int64_t blk, std::vector<const float*>& lines) {
     const int64_t c0 = blk * block_channels, c1 = std::min(cin_g, c0 + block_channels);
-    const int64_t co0 = t.chunk * rows, co1 = std::min(cout, co0 + rows);
     const int64_t in_rows = (t.oh1 - 1 - t.oh0) * sh + (kh - 1) * dh + 1;
     const int64_t floats = ((t.len - 1) * sw + (kw - 1) * dw + 1) * VW;
-    for (int64_t grp = co0 / cout_g; grp <= (co1 - 1) / cout_g; ++grp)
+    for (int64_t grp = t.co0 / cout_g; grp <= (t.co1 - 1) / cout_g; ++grp)
       for (int64_t c = grp * cin_g + c0; c < grp * cin_g + c1; ++c)
         for (int64_t r = 0; r < in_rows; ++r)
           for (int64_t at = 0; at < floats; at += LINE_FLOATS) lines.push_back(t.xt + c * in_pitch + r * wp * VW + at);
@@ -703,10 +703,10 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
     std::vector<const float*> next_lines;
     for (int64_t task = begin; task < end; ++task) {
       const Task t = task_at(task);
-      const int64_t g = t.g, chunk = t.chunk, oh0 = t.oh0, oh1 = t.oh1, ow0 = t.ow0, len = t.len;
+      const int64_t g = t.g, co0 = t.co0, co1 = t.co1, oh0 = t.oh0, oh1 = t.oh1, ow0 = t.ow0, len = t.len;
       const float* xt = t.xt;
       const TileFn fn = tiles[len - 1];
-      const int64_t co0 = chunk * rows, co1 = std::min(cout, co0 + rows), band_acc = (co1 - co0) * nv * VW;
+      const int64_t band_acc = (co1 - co0) * nv * VW;
       auto dst_at = [&](int64_t oh, int64_t co) {
         return y + (g * cout + co) * out_pitch + ((oh + out_hh) * wop + ow0 + out_hw) * VW;
       };
