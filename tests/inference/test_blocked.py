@@ -17,19 +17,20 @@ import sparseift.inference.blocked as blocked_module
 from sparseift.inference import compile
 from sparseift.inference.blocked import (
     BANDED_ROWS,
-    BAND_WEIGHT_BYTES,
     BLOCKED_TILE,
     L2_ACC_BUDGET,
+    L2_FILL,
     MAX_COLUMN_STRIDE,
     Blocked,
     as_tensor,
     balanced_columns,
     blocked_task_shape,
     blocked_tile,
+    l2_cache_bytes,
     sparse_conv2d_blocked,
     touched_vectors,
 )
-from sparseift.inference.kernels import ConvGeometry, PlanCache, pack_weight, tile_floats
+from sparseift.inference.kernels import ROWS_PER_TASK, ConvGeometry, PlanCache, pack_weight, tile_floats
 
 from .conftest import SmallNet, randomise
 from .test_kernels import CONVS
@@ -69,8 +70,8 @@ BLOCKED_CONVS = [c for c in CONVS if c[3] <= MAX_COLUMN_STRIDE] + [(8, 8, 3, (2,
 def test_blocked_conv_matches_dense(
     ext, monkeypatch, cin, cout, k, stride, padding, dilation, groups, density, banded, shared_loads
 ):
-    if banded:  # every layer's weights count as too big for the caches: tasks cover bands of rows
-        monkeypatch.setattr(blocked_module, "BAND_WEIGHT_BYTES", 0)
+    if banded:  # every layer's working set counts as too big for L2: tasks cover bands of rows
+        monkeypatch.setattr(blocked_module, "L2_FILL", 0.0)
     # runs of taps that load each input vector once, whatever this CPU's vector width
     monkeypatch.setattr(blocked_module, "SHARED_LOADS_MIN_VECTOR", 0 if shared_loads else 10**6)
     stride = stride if isinstance(stride, tuple) else (stride, stride)
@@ -135,26 +136,31 @@ def test_blocked_conv_reads_contiguous_planes_too(ext):
     assert _rel_error(outs[0], F.conv2d(x, w, padding=1)) <= RTOL
 
 
+L2 = 2 * 1024 * 1024  # a Sapphire Rapids core's
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     ho=st.integers(1, 60),
     wo=st.integers(1, 60),
     cout=st.integers(1, 2048),
     nonzeros=st.integers(0, 4_000_000),
+    input_bytes=st.integers(0, 4_000_000),
     groups=st.integers(1, 8),
     tile=st.integers(1, 16),
     vector=st.sampled_from([4, 8, 16]),
     threads=st.integers(1, 8),
 )
-def test_task_shape_bands_only_streamed_weights(ho, wo, cout, nonzeros, groups, tile, vector, threads):
-    task = blocked_task_shape(ho, wo, cout, nonzeros, groups, tile, vector, threads)
+def test_task_shape_bands_only_working_sets_beyond_l2(ho, wo, cout, nonzeros, input_bytes, groups, tile, vector, threads):
+    task = blocked_task_shape(ho, wo, cout, nonzeros, input_bytes, groups, tile, vector, threads, L2)
     assert 1 <= task.band <= ho and 1 <= task.rows <= cout and task.tile == tile
     bands = -(-ho // task.band)
     assert (bands - 1) * task.band < ho  # balanced: no empty band
-    if 8 * nonzeros <= BAND_WEIGHT_BYTES:
+    columns = -(-wo // -(-wo // tile))
+    working_set = 8 * nonzeros + input_bytes + 4 * vector * columns * min(cout, ROWS_PER_TASK)
+    if working_set <= L2_FILL * L2:
         assert task.band == 1
         return
-    columns = -(-wo // -(-wo // tile))
     acc_row = 4 * vector * columns * min(cout, BANDED_ROWS)  # partial sums of one output row
     if ho >= 2 and L2_ACC_BUDGET // acc_row >= 2:
         assert task.band >= 2
@@ -162,11 +168,26 @@ def test_task_shape_bands_only_streamed_weights(ho, wo, cout, nonzeros, groups, 
         assert task.rows <= BANDED_ROWS and task.band * acc_row <= L2_ACC_BUDGET
 
 
-def test_task_shape_bands_the_wide_small_plane_layers():
-    # Sparse Wide ResNet-18 at s = 0.9, batch 64, AVX2: layer4's 1618-channel 7 x 7 convs (18.8 MB of
-    # weights) reuse them over the whole plane; layer1's 202-channel 56 x 56 convs (0.3 MB) do not band.
-    assert blocked_task_shape(7, 7, 1618, 1618 * 1456, 8, 14, 8, 2).band == 7
-    assert blocked_task_shape(56, 56, 202, 202 * 182, 8, 14, 8, 2).band == 1
+def test_task_shape_bands_the_layers_whose_working_set_outgrows_l2():
+    # Sparse Wide ResNet-18 at s = 0.9, batch 16, AVX-512 (8-column tiles): layer4's 1619-channel
+    # 7 x 7 convs (18.9 MB of weights) and layer2's 405-channel 28 x 28 convs (1.18 MB of weights,
+    # 0.7 MB input slice per task) reuse their weights over bands of rows; layer1's 202-channel
+    # 56 x 56 convs (0.29 + 0.39 MB) and layer2's first, stride-2 conv (0.59 + 0.58 MB) do not band.
+    assert blocked_task_shape(7, 7, 1619, 2358687, 2797632, 1, 8, 16, 2, L2).band == 7
+    assert blocked_task_shape(28, 28, 405, 147636, 699840, 1, 8, 16, 2, L2).band == 7
+    assert blocked_task_shape(56, 56, 202, 36645, 387840, 1, 8, 16, 2, L2).band == 1
+    assert blocked_task_shape(28, 28, 405, 73876, 581760, 1, 8, 16, 2, L2).band == 1
+
+
+def test_l2_cache_size_is_read_from_the_system(monkeypatch):
+    size = l2_cache_bytes()
+    assert 64 * 1024 <= size <= 1024 * 1024 * 1024 and size % 1024 == 0
+    monkeypatch.setattr(blocked_module.os, "sysconf_names", {})  # the /sys fallback reads the same size
+    l2_cache_bytes.cache_clear()
+    try:
+        assert l2_cache_bytes() in (size, blocked_module.FALLBACK_L2_BYTES)
+    finally:
+        l2_cache_bytes.cache_clear()
 
 
 def test_blocked_conv_rejects_a_short_halo_and_wide_strides(ext):

@@ -15,7 +15,10 @@ dense or non-conv op needs a plain tensor (:func:`as_tensor`). The kernel side i
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -27,6 +30,7 @@ from sparseift.inference.kernels import (
     ConvGeometry,
     CsrWeight,
     KernelPlan,
+    ROWS_PER_TASK,
     PlanCache,
     balanced_rows,
     tile_floats,
@@ -38,6 +42,7 @@ __all__ = [
     "BlockedModule",
     "BLOCKED_L1_BUDGET",
     "BLOCKED_TILE",
+    "L2_FILL",
     "MAX_COLUMN_STRIDE",
     "SHARED_LOADS_MIN_VECTOR",
     "TaskShape",
@@ -46,6 +51,7 @@ __all__ = [
     "blocked_plan",
     "blocked_task_shape",
     "blocked_tile",
+    "l2_cache_bytes",
     "sparse_conv2d_blocked",
     "touched_vectors",
 ]
@@ -75,10 +81,17 @@ on a 2-core Zen 4, Sparse Wide ResNet-18 layers at batch 64, 8 against 14 column
 and +11% (0.1), the 7 x 7 stem level, 14 x 14 at 0.25 -3%. An AVX2 build of the same machine
 keeps its full tile (8 columns there: 56 x 56 -3-5%, stride 2 +6%, the rest level)."""
 
-BAND_WEIGHT_BYTES = 2 * 1024 * 1024
-"""Weight bytes (8 per non-zero) beyond which every task re-reads its channels' weights from
-memory, so that a task covers a band of output rows that reuses them. (Measured on a Zen 3:
-banding pays at 4.7 MB and more, and costs up to 15% at 1.2 MB, which the caches hold.)"""
+L2_FILL = 0.75
+"""Share of the L2 cache that one unbanded task's working set may take (weights, input slice,
+partial sums; the rest holds its output lines, the next block's prefetched lines and the stack).
+Beyond it every task re-reads its channels' weights from L3 or memory, so a task covers a band
+of output rows that reuses them. Measured on a 2-core Sapphire Rapids (2 MB L2), Sparse Wide
+ResNet-18 at s = 0.9, batch 16: the 28 x 28 layers (1.2 MB weights + 0.7 MB input slice) run
+16-31% faster banded, the 56 x 56 layers (0.3 + 0.35 MB) 9% slower. (An older kernel on a Zen 3,
+0.5 MB L2 and 32 MB L3, lost up to 15% banding 1.2 MB of weights.)"""
+
+FALLBACK_L2_BYTES = 1024 * 1024
+"""L2 size assumed where neither ``sysconf`` nor ``/sys`` reports one."""
 
 L2_ACC_BUDGET = 512 * 1024
 """Bytes of partial sums one banded task may keep (band x channels x its columns, in L2)."""
@@ -216,21 +229,49 @@ class TaskShape:
     rows: int
 
 
-def blocked_task_shape(
-    ho: int, wo: int, cout: int, nonzeros: int, groups: int, tile: int, vector: int, threads: int
-) -> TaskShape:
-    """The task of a blocked conv with ``ho x wo`` outputs, ``cout`` rows and ``nonzeros`` weights.
+@functools.cache
+def l2_cache_bytes() -> int:
+    """This CPU's L2 cache per core in bytes: ``sysconf``, else ``/sys`` (cpu0's level-2 data or
+    unified cache), else :data:`FALLBACK_L2_BYTES`."""
+    name = "SC_LEVEL2_CACHE_SIZE"
+    if name in os.sysconf_names and (size := os.sysconf(name)) > 0:
+        return int(size)
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind, size = ((index / f).read_text().strip() for f in ("level", "type", "size"))
+        except OSError:
+            continue
+        if level == "2" and kind != "Instruction" and size[:-1].isdigit():
+            return int(size[:-1]) * {"K": 1024, "M": 1024 * 1024}.get(size[-1], 1)
+    return FALLBACK_L2_BYTES
 
-    Each task streams the weights of its output channels once, so where they outgrow
-    :data:`BAND_WEIGHT_BYTES` (the wide, small-plane layers of a Sparse Wide ResNet: 18.8 MB at
-    1618 channels, s = 0.9) a task covers a band of output rows that reuses them, as many as
-    :data:`L2_ACC_BUDGET` holds partial sums for (with at most :data:`BANDED_ROWS` channels),
-    balanced over ``ho``. Rows per task then follow :func:`balanced_rows` so that every thread
-    gets :data:`TASKS_PER_THREAD` tasks where the output allows.
+
+def blocked_task_shape(
+    ho: int,
+    wo: int,
+    cout: int,
+    nonzeros: int,
+    input_bytes: int,
+    groups: int,
+    tile: int,
+    vector: int,
+    threads: int,
+    l2_bytes: int,
+) -> TaskShape:
+    """The task of a blocked conv with ``ho x wo`` outputs, ``cout`` rows and ``nonzeros`` weights
+    that reads ``input_bytes`` of input per output row and column run, on cores with ``l2_bytes``
+    of L2 cache (:func:`l2_cache_bytes`).
+
+    Tasks of one output row share their input slice and tasks of one channel chunk their weights;
+    where weights, slice and partial sums outgrow :data:`L2_FILL` of the L2 cache, a task covers a band of output rows that reuses its weights, as
+    many as :data:`L2_ACC_BUDGET` holds partial sums for (with at most :data:`BANDED_ROWS`
+    channels), balanced over ``ho``. Rows per task then follow :func:`balanced_rows` so that
+    every thread gets :data:`TASKS_PER_THREAD` tasks where the output allows.
     """
     columns = balanced_columns(wo, tile)
+    partial_sums = 4 * vector * columns * min(cout, ROWS_PER_TASK)
     band = 1
-    if 8 * nonzeros > BAND_WEIGHT_BYTES:
+    if 8 * nonzeros + input_bytes + partial_sums > L2_FILL * l2_bytes:
         band = max(1, min(ho, L2_ACC_BUDGET // (4 * vector * columns * min(cout, BANDED_ROWS))))
         band = -(-ho // -(-ho // band))
     tiles = groups * -(-ho // band) * -(-wo // tile)
@@ -268,7 +309,9 @@ def sparse_conv2d_blocked(
     columns = balanced_columns(wo, tile)
     plan, block = cache.get((layout, columns), lambda: blocked_plan(ext, weight, geometry, layout, columns))
     groups, cout, threads = int(x.data.shape[0]), weight.shape[0], torch.get_num_threads()
-    task = blocked_task_shape(ho, wo, cout, weight.nnz, groups, tile, vector, threads)
+    cin = weight.shape[1]
+    input_bytes = 4 * vector * cin * touched_vectors(weight.shape[2:], sw, geometry.dilation[1], columns)
+    task = blocked_task_shape(ho, wo, cout, weight.nnz, input_bytes, groups, tile, vector, threads, l2_cache_bytes())
     out = ext.blocked_empty(groups, cout, ho + 2 * out_halo[0], wo + 2 * out_halo[1])
     res_halo = (0, 0) if residual is None else residual.halo
     ext.sparse_conv_blocked_out(
