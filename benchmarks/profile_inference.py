@@ -1,9 +1,9 @@
 """Per-layer time of a compiled Sparse Wide ResNet-18: where a forward pass spends its time.
 
-Forward hooks time every leaf module of the compiled model (the hooks add a little per layer,
-so the total is a few percent above an unhooked pass). Each line gives the layer's fastest time
-of ``--reps`` passes, its path (sparse / winograd / dense / dense_cl), the weight's density and
-shape::
+Forward hooks time every layer (with its fused pool) and every other leaf module of the
+compiled model (the hooks add a little per layer, so the total is a few percent above an
+unhooked pass). Each line gives the layer's fastest time of ``--reps`` passes, its path
+(sparse / winograd / dense / dense_cl), the weight's density and shape::
 
     python benchmarks/profile_inference.py --sparsity 0.9 --batch 16
 
@@ -26,12 +26,12 @@ from sparseift.inference.layers import InferenceLayer
 
 
 def layer_times(fast: nn.Module, x: torch.Tensor, reps: int) -> tuple[float, dict[str, float]]:
-    """The fastest hooked forward pass of ``fast`` on ``x`` (seconds) and each leaf module's fastest time."""
+    """The fastest hooked forward pass of ``fast`` on ``x`` (seconds) and each layer's or other leaf module's fastest time."""
     times: dict[str, list[float]] = collections.defaultdict(list)
     started: dict[str, float] = {}
     handles = []
     for name, module in fast.module.named_modules():
-        if name and not list(module.children()):
+        if name and (isinstance(module, InferenceLayer) or not list(module.children())):  # a layer with its fused pool
             handles.append(module.register_forward_pre_hook(lambda m, a, n=name: started.__setitem__(n, time.perf_counter())))
             handles.append(module.register_forward_hook(
                 lambda m, a, o, n=name: times[n].append(time.perf_counter() - started[n])))

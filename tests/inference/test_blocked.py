@@ -30,6 +30,7 @@ from sparseift.inference.blocked import (
     sparse_conv2d_blocked,
     touched_vectors,
 )
+from sparseift.inference.pooling import MaxPool
 from sparseift.inference.kernels import ROWS_PER_TASK, ConvGeometry, PlanCache, pack_weight, tile_floats
 
 from .conftest import SmallNet, randomise
@@ -93,6 +94,46 @@ def test_blocked_conv_matches_dense(
     assert int(torch.count_nonzero(halo)) == 0  # the next layer's zero padding
 
 
+# (kernel, stride, padding, ceil_mode) of max pools fused into the conv before them
+FUSED_POOLS = [((3, 3), (2, 2), (1, 1), False), ((2, 2), (2, 2), (0, 0), False), ((3, 3), (2, 2), (1, 1), True),
+               ((3, 2), (2, 1), (1, 0), True), ((3, 3), (1, 1), (1, 1), False)]
+
+
+@pytest.mark.parametrize("banded", [False, True])
+@pytest.mark.parametrize("relu,residual", [(True, False), (False, False), (True, True)])
+@pytest.mark.parametrize("kernel,stride,padding,ceil_mode", FUSED_POOLS)
+def test_blocked_conv_with_a_fused_max_pool_matches_conv_then_pool(
+    ext, monkeypatch, kernel, stride, padding, ceil_mode, relu, residual, banded
+):
+    """The pooled epilogue gives exactly the blocked conv's output pooled by the blocked max pool,
+    over several bands and column runs (tasks of neighbouring ones share pooled outputs), and
+    PyTorch's result; halo zero."""
+    if banded:
+        monkeypatch.setattr(blocked_module, "L2_FILL", 0.0)
+    x = torch.randn(ext.vector_width() + 3, 6, 23, 37)
+    w = torch.randn(10, 6, 7, 7) * (torch.rand(10, 6, 7, 7) < 0.5)
+    bias = torch.randn(10)
+    geometry = ConvGeometry((2, 2), (3, 3))
+    conv = F.conv2d(x, w, bias, 2, 3)
+    res = torch.randn_like(conv) if residual else None
+    pool = MaxPool(nn.MaxPool2d(kernel, stride, padding, ceil_mode=ceil_mode))
+    act = conv + (0 if res is None else res)
+    expected = F.max_pool2d(torch.relu(act) if relu else act, kernel, stride, padding, ceil_mode=ceil_mode)
+    xb = Blocked.from_tensor(ext, x, (3, 3))
+    rb = None if res is None else Blocked.from_tensor(ext, res, (0, 0))
+    weight, window = pack_weight(w), pool.fused_window(*conv.shape[2:])
+    assert window is not None and window.size == tuple(expected.shape[2:])
+    fused = sparse_conv2d_blocked(ext, xb, weight, bias, geometry, (6, 6), PlanCache(), rb, relu, (1, 2), window)
+    unfused = sparse_conv2d_blocked(ext, xb, weight, bias, geometry, (6, 6), PlanCache(), rb, relu, (0, 0))
+    assert fused.shape == expected.shape and fused.halo == (1, 2)
+    assert torch.equal(fused.to_tensor(), pool.pool_to(unfused, (0, 0)).to_tensor())
+    assert _rel_error(fused.to_tensor(), expected) <= RTOL
+    halo = fused.data.clone()
+    halo[:, :, 1:-1, 2:-2] = 0
+    assert int(torch.count_nonzero(halo)) == 0
+    assert MaxPool(nn.MaxPool2d(3, 2, 1, dilation=2)).fused_window(12, 12) is None  # dilated: pooled after the conv
+
+
 def test_touched_vectors_by_hand():
     assert touched_vectors((3, 3), 1, 1, 16) == 3 * 18
     assert touched_vectors((3, 3), 2, 1, 16) == 3 * 33  # both phases of the span
@@ -150,16 +191,20 @@ L2 = 2 * 1024 * 1024  # a Sapphire Rapids core's
     tile=st.integers(1, 16),
     vector=st.sampled_from([4, 8, 16]),
     threads=st.integers(1, 8),
+    min_band=st.integers(1, 4),
 )
-def test_task_shape_bands_only_working_sets_beyond_l2(ho, wo, cout, nonzeros, input_bytes, groups, tile, vector, threads):
-    task = blocked_task_shape(ho, wo, cout, nonzeros, input_bytes, groups, tile, vector, threads, L2)
+def test_task_shape_bands_only_working_sets_beyond_l2(
+    ho, wo, cout, nonzeros, input_bytes, groups, tile, vector, threads, min_band
+):
+    task = blocked_task_shape(ho, wo, cout, nonzeros, input_bytes, groups, tile, vector, threads, L2, min_band)
     assert 1 <= task.band <= ho and 1 <= task.rows <= cout and task.tile == tile
+    assert task.band >= min(ho, min_band)  # a fused pool's window less one
     bands = -(-ho // task.band)
     assert (bands - 1) * task.band < ho  # balanced: no empty band
     columns = -(-wo // -(-wo // tile))
     working_set = 8 * nonzeros + input_bytes + 4 * vector * columns * min(cout, ROWS_PER_TASK)
     if working_set <= L2_FILL * L2:
-        assert task.band == 1
+        assert task.band == min(ho, min_band)
         return
     acc_row = 4 * vector * columns * min(cout, BANDED_ROWS)  # partial sums of one output row
     if ho >= 2 and L2_ACC_BUDGET // acc_row >= 2:

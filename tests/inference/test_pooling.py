@@ -179,23 +179,28 @@ def test_compiled_resnet_stays_blocked_from_stem_to_head(ext):
     x = torch.randn(ext.vector_width() + 2, 3, 32, 32)
     compiled = compile(model, x, max_density={"conv": 0.6})
     modules = dict(compiled.module.named_modules())
-    assert isinstance(modules["maxpool"], MaxPool) and isinstance(modules["avgpool"], GlobalAvgPool)
-    assert modules["conv1"].blocked_halo == (0, 0) and modules["maxpool"].blocked_halo == (1, 1)
+    stem = modules["conv1"]  # the max pool is fused into the stem conv
+    assert "maxpool" not in modules and isinstance(stem.pool, MaxPool) and isinstance(modules["avgpool"], GlobalAvgPool)
+    assert stem.plan.fused == ("batchnorm", "relu", "maxpool") and stem.blocked_halo == (1, 1)
     seen: dict[str, tuple[type, type]] = {}
     hooks = [modules[name].register_forward_hook(lambda m, args, out, name=name: seen.__setitem__(name, (type(args[0]), type(out))))
-             for name in ("conv1", "maxpool", "conv_a", "conv_b", "avgpool")]
-    with torch.no_grad():
-        expected = model(x)
-        actual = compiled(x)
+             for name in ("conv1", "conv_a", "conv_b", "avgpool")]
+    separate_pools = []
+    with pytest.MonkeyPatch.context() as patch:
+        original = MaxPool.pool_to
+        patch.setattr(MaxPool, "pool_to", lambda self, *a: separate_pools.append(a[0].shape) or original(self, *a))
+        with torch.no_grad():
+            small = x[:2]  # below the vector width nothing is blocked: conv, then pool; results the same
+            assert float((compiled(small) - model(small)).abs().max() / model(small).abs().max()) <= 1e-4
+            expected = model(x)
+            actual = compiled(x)
     for hook in hooks:
         hook.remove()
     assert float((actual - expected).abs().max() / expected.abs().max()) <= 1e-4
+    assert separate_pools == [(2, 16, 16, 16)]  # the blocked batch pooled in the conv's epilogue
     assert seen["conv1"] == (torch.Tensor, Blocked)
-    assert seen["maxpool"] == (Blocked, Blocked)
-    assert seen["conv_a"] == (Blocked, Blocked) and seen["conv_b"] == (Blocked, Blocked)  # maxpool output is conv_b's residual too
+    assert seen["conv_a"] == (Blocked, Blocked) and seen["conv_b"] == (Blocked, Blocked)  # pooled stem output is conv_b's residual too
     assert seen["avgpool"] == (Blocked, torch.Tensor)
-    small = x[:2]  # below the vector width nothing is blocked, results the same
-    assert float((compiled(small) - model(small).detach()).abs().max() / model(small).detach().abs().max()) <= 1e-4
 
 
 @pytest.mark.parametrize("first_conv_sparse", [True, False])
@@ -205,11 +210,11 @@ def test_pool_after_a_dense_stem_converts_once_for_sparse_readers(ext, first_con
     x = torch.randn(ext.vector_width() + 2, 3, 32, 32)
     compiled = compile(model, x, max_density={"conv": 0.95 if first_conv_sparse else 0.0})
     modules = dict(compiled.module.named_modules())
-    assert modules["conv1"].plan.path != "sparse"  # dense stem: plain output
-    assert modules["maxpool"].convert_plain == first_conv_sparse
+    assert modules["conv1"].plan.path != "sparse"  # dense stem: plain output, then its fused pool
+    assert modules["conv1"].pool.convert_plain == first_conv_sparse
     conversions, pooled = [], []
     original = Blocked.from_tensor
-    hook = modules["maxpool"].register_forward_hook(lambda m, args, out: pooled.append(type(out)))
+    hook = modules["conv1"].register_forward_hook(lambda m, args, out: pooled.append(type(out)))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Blocked, "from_tensor", staticmethod(lambda *a: conversions.append(a[1].shape) or original(*a)))
         with torch.no_grad():
@@ -222,7 +227,7 @@ def test_pool_after_a_dense_stem_converts_once_for_sparse_readers(ext, first_con
     with torch.no_grad():
         for name in ("conv_a", "conv_b"):  # a path change re-plans the pool's conversion
             compiler._swap(compiled, name, modules[name].with_path("sparse" if not first_conv_sparse else "dense", ""))
-    assert compiled.module.maxpool.convert_plain == (not first_conv_sparse)
+    assert compiled.module.conv1.pool.convert_plain == (not first_conv_sparse)
 
 
 @pytest.mark.parametrize("whole_model_prefers_sparse", [True, False])

@@ -40,6 +40,7 @@ __all__ = [
     "Blocked",
     "BlockedLayout",
     "BlockedModule",
+    "FusedPool",
     "BLOCKED_L1_BUDGET",
     "BLOCKED_TILE",
     "L2_FILL",
@@ -220,6 +221,17 @@ def touched_vectors(kernel: tuple[int, int], column_stride: int, column_dilation
 
 
 @dataclass(frozen=True)
+class FusedPool:
+    """A max pool (dilation 1) that a blocked conv runs in its epilogue: its window per axis and
+    the pooled output's size."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    size: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class TaskShape:
     """What one task of the blocked kernel computes: ``band`` output rows x one run of at most
     ``tile`` output columns (one register tile) x ``rows`` output channels."""
@@ -257,6 +269,7 @@ def blocked_task_shape(
     vector: int,
     threads: int,
     l2_bytes: int,
+    min_band: int = 1,
 ) -> TaskShape:
     """The task of a blocked conv with ``ho x wo`` outputs, ``cout`` rows and ``nonzeros`` weights
     that reads ``input_bytes`` of input per output row and column run, on cores with ``l2_bytes``
@@ -265,7 +278,8 @@ def blocked_task_shape(
     Tasks of one output row share their input slice and tasks of one channel chunk their weights;
     where weights, slice and partial sums outgrow :data:`L2_FILL` of the L2 cache, a task covers a band of output rows that reuses its weights, as
     many as :data:`L2_ACC_BUDGET` holds partial sums for (with at most :data:`BANDED_ROWS`
-    channels), balanced over ``ho``. Rows per task then follow :func:`balanced_rows` so that
+    channels), balanced over ``ho``, and at least ``min_band`` rows (a fused pool's window
+    less one: tasks two bands apart then share no pooled output). Rows per task then follow :func:`balanced_rows` so that
     every thread gets :data:`TASKS_PER_THREAD` tasks where the output allows.
     """
     columns = balanced_columns(wo, tile)
@@ -274,6 +288,7 @@ def blocked_task_shape(
     if 8 * nonzeros + input_bytes + partial_sums > L2_FILL * l2_bytes:
         band = max(1, min(ho, L2_ACC_BUDGET // (4 * vector * columns * min(cout, BANDED_ROWS))))
         band = -(-ho // -(-ho // band))
+    band = max(band, min(ho, min_band))
     tiles = groups * -(-ho // band) * -(-wo // tile)
     rows = balanced_rows(tiles, cout, threads)
     return TaskShape(tile, band, rows if band == 1 else min(rows, BANDED_ROWS))
@@ -290,12 +305,15 @@ def sparse_conv2d_blocked(
     residual: Blocked | None,
     relu: bool,
     out_halo: tuple[int, int],
+    pool: FusedPool | None = None,
 ) -> Blocked:
-    """``relu?(conv2d(x, W) + bias + residual)`` on blocked activations, the output with a zero ``out_halo``.
+    """``pool?(relu?(conv2d(x, W) + bias + residual))`` on blocked activations, the output with a
+    zero ``out_halo``.
 
     ``x.halo`` must cover the padding on each side (``max(top, total - top)`` per axis) and
     the column stride must be at most :data:`MAX_COLUMN_STRIDE`; ``residual`` must have the
-    output's shape.
+    conv's output shape. A ``pool`` max-reduces each activated output straight into the pooled
+    outputs whose windows hold it, so the conv's output is never stored.
     """
     (ph, pw), (sh, sw) = geometry.padding, geometry.stride
     if sw > MAX_COLUMN_STRIDE:
@@ -311,8 +329,11 @@ def sparse_conv2d_blocked(
     groups, cout, threads = int(x.data.shape[0]), weight.shape[0], torch.get_num_threads()
     cin = weight.shape[1]
     input_bytes = 4 * vector * cin * touched_vectors(weight.shape[2:], sw, geometry.dilation[1], columns)
-    task = blocked_task_shape(ho, wo, cout, weight.nnz, input_bytes, groups, tile, vector, threads, l2_cache_bytes())
-    out = ext.blocked_empty(groups, cout, ho + 2 * out_halo[0], wo + 2 * out_halo[1])
+    min_band = 1 if pool is None else pool.kernel[0] - 1
+    task = blocked_task_shape(ho, wo, cout, weight.nnz, input_bytes, groups, tile, vector, threads, l2_cache_bytes(), min_band)
+    out_h, out_w = (ho, wo) if pool is None else pool.size
+    out = ext.blocked_empty(groups, cout, out_h + 2 * out_halo[0], out_w + 2 * out_halo[1])
+    window = [0] * 8 if pool is None else [*pool.kernel, *pool.stride, *pool.padding, 1, 1]
     res_halo = (0, 0) if residual is None else residual.halo
     ext.sparse_conv_blocked_out(
         x.data,
@@ -321,7 +342,7 @@ def sparse_conv2d_blocked(
         _EMPTY if residual is None else residual.data,
         out,
         [sh, sw, x.halo[0] - ph, x.halo[1] - pw, ho, wo, *out_halo, *res_halo, task.tile, task.rows, task.band, threads,
-         block, *weight.shape[2:], *geometry.dilation, weight.groups],
+         block, *weight.shape[2:], *geometry.dilation, weight.groups, *window],
         relu,
     )
     return Blocked(out, n, out_halo)

@@ -151,6 +151,7 @@ def _fuse_graph(gm: fx.GraphModule, builder: _Builder) -> None:
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
     _replace_pools(gm)
+    _fuse_pools(gm, fusible)
     _plan_blocked(gm)
     _plan_pool_conversions(gm)
     graph.lint()
@@ -167,6 +168,21 @@ def _replace_pools(gm: fx.GraphModule) -> None:
         if pool is not None:
             parent, _, child = node.target.rpartition(".")
             setattr(gm.get_submodule(parent), child, pool)
+
+
+def _fuse_pools(gm: fx.GraphModule, fusible: dict[fx.Node, InferenceLayer]) -> None:
+    """Fold each max pool that is the only reader of a conv into that conv (a ResNet's stem):
+    on the blocked sparse path the conv's epilogue pools and its output is never stored."""
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), MaxPool):
+            continue
+        conv = node.args[0]
+        layer = fusible.get(conv)
+        if layer is None or layer.layer.kind == "linear" or layer.pool is not None or len(conv.users) != 1:
+            continue
+        layer.fuse_pool(gm.get_submodule(node.target))
+        node.replace_all_uses_with(conv)
+        gm.graph.erase_node(node)
 
 
 def _plan_blocked(gm: fx.GraphModule) -> None:
@@ -388,6 +404,7 @@ def _plan_pool_conversions(gm: fx.GraphModule) -> None:
     modules = dict(gm.named_modules())
     for node in gm.graph.nodes:
         pool = modules.get(node.target) if node.op == "call_module" else None
+        pool = pool.pool if isinstance(pool, InferenceLayer) else pool
         if isinstance(pool, MaxPool):
             readers = [modules.get(user.target) for user in node.users if user.op == "call_module"]
             pool.convert_plain = any(isinstance(r, InferenceLayer) and r.reads_blocked() for r in readers)

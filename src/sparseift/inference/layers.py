@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from sparseift.inference._ext import kernels
-from sparseift.inference.blocked import MAX_COLUMN_STRIDE, Blocked, BlockedModule, as_tensor, sparse_conv2d_blocked
+from sparseift.inference.blocked import MAX_COLUMN_STRIDE, Blocked, BlockedModule, FusedPool, as_tensor, sparse_conv2d_blocked
 from sparseift.inference.kernels import ConvGeometry, PlanCache, pack_weight, sparse_conv2d, sparse_linear
+from sparseift.inference.pooling import MaxPool
 from sparseift.inference.winograd import winograd_conv2d, winograd_conv2d_blocked, winograd_tile, winograd_weight
 from sparseift.transforms.layers import DenseLayer
 
@@ -137,7 +138,7 @@ def _padding(layer: DenseLayer) -> tuple[tuple[int, int], tuple[int, int]]:
 
 
 class InferenceLayer(BlockedModule):
-    """``relu?(layer(x) + residual)`` with the layer's (BatchNorm-folded) weight.
+    """``pool?(relu?(layer(x) + residual))`` with the layer's (BatchNorm-folded) weight.
 
     ``forward(x, residual=None)``; a residual whose shape differs from the output is
     broadcast-added by PyTorch. The weight is stored once, in the format of its path; the
@@ -145,7 +146,9 @@ class InferenceLayer(BlockedModule):
     compiled model can be copied and pickled. A sparse conv of a traced graph with
     ``blocked_halo`` set emits :class:`~sparseift.inference.blocked.Blocked` activations at a
     batch of at least the vector width (or when its input is blocked); a Winograd conv keeps
-    the layout of its input (blocked in, blocked out; else channels-last).
+    the layout of its input (blocked in, blocked out; else channels-last). A fused max
+    ``pool`` (:meth:`fuse_pool`) runs in the blocked sparse kernel's epilogue, else after the
+    conv.
     """
 
     def __init__(
@@ -169,6 +172,7 @@ class InferenceLayer(BlockedModule):
             layout = torch.channels_last if plan.path == "dense_cl" else torch.contiguous_format
             self.register_buffer("weight", weight.detach().float().contiguous(memory_format=layout))
         self._winograd_weights: dict[int, torch.Tensor] = {}  # F(m x m, 3x3) weights by tile m, made on first use
+        self.pool: MaxPool | None = None
 
     def dense_weight(self) -> torch.Tensor:
         """The layer's (folded) weight as a dense tensor, whichever path holds it."""
@@ -179,6 +183,7 @@ class InferenceLayer(BlockedModule):
         plan = replace(self.plan, path=path, reason=reason)
         layer = InferenceLayer(plan, self.layer, self.dense_weight(), self.bias, self.relu)
         layer.blocked_halo = self.blocked_halo
+        layer.pool = self.pool
         return layer
 
     def input_halo(self) -> tuple[int, int]:
@@ -198,11 +203,37 @@ class InferenceLayer(BlockedModule):
             self.relu = True
         self.plan = replace(self.plan, fused=(*self.plan.fused, op))
 
+    def fuse_pool(self, pool: MaxPool) -> None:
+        """Record that the max ``pool`` reading this conv's output now runs inside this layer."""
+        if self.layer.kind == "linear":
+            raise ValueError(f"layer {self.plan.name!r} is linear: only convs take a fused max pool")
+        self.pool = pool
+        self.plan = replace(self.plan, fused=(*self.plan.fused, "maxpool"))
+
     def forward(self, x: torch.Tensor | Blocked, residual: torch.Tensor | Blocked | None = None) -> torch.Tensor | Blocked:
-        if self._runs_blocked(x):
-            return self._sparse_blocked(x, residual)
+        if self.pool is None:
+            return self._layer_forward(x, residual, self.blocked_halo)
+        window = self._fused_window(x, residual)
+        if window is not None:
+            return self._sparse_blocked(x, residual, self.blocked_halo, window)
+        return self.pool.pool_to(self._layer_forward(x, residual, (0, 0)), self.blocked_halo)
+
+    def _fused_window(self, x: torch.Tensor | Blocked, residual: torch.Tensor | Blocked | None) -> FusedPool | None:
+        """The pool's window for the blocked kernel's epilogue, where this input runs that kernel
+        and the residual (if any) has the conv's output shape."""
+        out_shape = self._out_shape(x)
+        if not self._runs_blocked(x, (0, 0)) or (residual is not None and tuple(residual.shape) != out_shape):
+            return None
+        return self.pool.fused_window(*out_shape[2:])
+
+    def _layer_forward(
+        self, x: torch.Tensor | Blocked, residual: torch.Tensor | Blocked | None, halo: tuple[int, int] | None
+    ) -> torch.Tensor | Blocked:
+        """The layer without its pool, the output blocked with ``halo`` where its path can emit that."""
+        if self._runs_blocked(x, halo):
+            return self._sparse_blocked(x, residual, halo)
         if self.plan.path == "winograd" and isinstance(x, Blocked):
-            return self._winograd_blocked(x, residual)
+            return self._winograd_blocked(x, residual, halo)
         x, residual = as_tensor(x), as_tensor(residual)
         if self.plan.path == "winograd":
             return self._winograd(x, residual)
@@ -251,26 +282,34 @@ class InferenceLayer(BlockedModule):
         layer = self.layer
         return self.plan.path == "sparse" and layer.kind != "linear" and layer.stride[1] <= MAX_COLUMN_STRIDE
 
-    def _runs_blocked(self, x: torch.Tensor | Blocked) -> bool:
+    def _runs_blocked(self, x: torch.Tensor | Blocked, halo: tuple[int, int] | None) -> bool:
         """Blocked kernel iff :meth:`reads_blocked`, and the input is blocked with enough halo, or
-        is a batch of at least the vector width and the compiler asked for blocked output."""
+        is a batch of at least the vector width and blocked output is asked for (a ``halo``)."""
         if not self.reads_blocked():
             return False
         if isinstance(x, Blocked):
             need = self.input_halo()
             return x.halo[0] >= need[0] and x.halo[1] >= need[1]
-        return self.blocked_halo is not None and x.dim() == 4 and x.shape[0] >= kernels().vector_width()
+        return halo is not None and x.dim() == 4 and x.shape[0] >= kernels().vector_width()
 
-    def _sparse_blocked(self, x: torch.Tensor | Blocked, residual: torch.Tensor | Blocked | None) -> torch.Tensor | Blocked:
+    def _sparse_blocked(
+        self,
+        x: torch.Tensor | Blocked,
+        residual: torch.Tensor | Blocked | None,
+        halo: tuple[int, int] | None,
+        pool: FusedPool | None = None,
+    ) -> torch.Tensor | Blocked:
         ext = kernels()
         blocked = x if isinstance(x, Blocked) else Blocked.from_tensor(ext, x, self.input_halo())
-        return self._blocked(blocked, residual, lambda res, relu, halo: sparse_conv2d_blocked(
-            ext, blocked, self._csr, self.bias, self._geometry, self._total_pad, self._cache, res, relu, halo))
+        return self._blocked(blocked, residual, halo, lambda res, relu, out_halo: sparse_conv2d_blocked(
+            ext, blocked, self._csr, self.bias, self._geometry, self._total_pad, self._cache, res, relu, out_halo, pool))
 
-    def _winograd_blocked(self, x: Blocked, residual: torch.Tensor | Blocked | None) -> torch.Tensor | Blocked:
+    def _winograd_blocked(
+        self, x: Blocked, residual: torch.Tensor | Blocked | None, halo: tuple[int, int] | None
+    ) -> torch.Tensor | Blocked:
         ext = kernels()
-        return self._blocked(x, residual, lambda res, relu, halo: winograd_conv2d_blocked(
-            ext, x, self._winograd_weight(x), self.layer.out_channels, self.bias, self._geometry.padding, res, relu, halo))
+        return self._blocked(x, residual, halo, lambda res, relu, out_halo: winograd_conv2d_blocked(
+            ext, x, self._winograd_weight(x), self.layer.out_channels, self.bias, self._geometry.padding, res, relu, out_halo))
 
     def _winograd_weight(self, x: torch.Tensor | Blocked) -> torch.Tensor:
         """The transformed weight of the tile :func:`~sparseift.inference.winograd.winograd_tile` picks for input ``x``."""
@@ -280,16 +319,19 @@ class InferenceLayer(BlockedModule):
             self._winograd_weights[tile] = winograd_weight(self.weight, kernels().vector_width(), tile)
         return self._winograd_weights[tile]
 
-    def _blocked(self, x: Blocked, residual: torch.Tensor | Blocked | None, conv: Callable[..., Blocked]) -> torch.Tensor | Blocked:
+    def _blocked(
+        self, x: Blocked, residual: torch.Tensor | Blocked | None, halo: tuple[int, int] | None, conv: Callable[..., Blocked]
+    ) -> torch.Tensor | Blocked:
         """``conv(residual, relu, out_halo)`` on blocked ``x``, the residual made blocked (or added
-        afterwards if it broadcasts); the output stays blocked for blocked readers (``blocked_halo``)."""
+        afterwards if it broadcasts); the output stays blocked with ``halo`` for blocked readers,
+        plain where ``halo`` is ``None``."""
         broadcast = residual is not None and tuple(residual.shape) != self._out_shape(x)
         if residual is not None and not broadcast and not isinstance(residual, Blocked):
             residual = Blocked.from_tensor(kernels(), residual, (0, 0))
-        out = conv(None if broadcast else residual, self.relu and not broadcast, self.blocked_halo or (0, 0))
+        out = conv(None if broadcast else residual, self.relu and not broadcast, halo or (0, 0))
         if broadcast:
             return self._finish(out.to_tensor(), as_tensor(residual))
-        return out if self.blocked_halo is not None else out.to_tensor()
+        return out if halo is not None else out.to_tensor()
 
     def _out_shape(self, x: torch.Tensor | Blocked) -> tuple[int, ...]:
         if self.layer.kind == "linear":

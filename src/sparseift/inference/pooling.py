@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparseift.inference._ext import kernels
-from sparseift.inference.blocked import Blocked, BlockedModule, as_tensor
+from sparseift.inference.blocked import Blocked, BlockedModule, FusedPool, as_tensor
 
 __all__ = ["MaxPool", "GlobalAvgPool", "pool_for", "pooled_size"]
 
@@ -56,21 +56,33 @@ class MaxPool(BlockedModule):
         sparse conv that reads blocked activations; dense readers keep their own layout)."""
 
     def forward(self, x: torch.Tensor | Blocked) -> torch.Tensor | Blocked:
+        return self.pool_to(x, self.blocked_halo)
+
+    def pool_to(self, x: torch.Tensor | Blocked, halo: tuple[int, int] | None) -> torch.Tensor | Blocked:
+        """The pooled ``x``: blocked with a zero ``halo`` where ``x`` is blocked (or where
+        :attr:`convert_plain` asks for it), plain where ``halo`` is ``None``."""
         ext = kernels()
         if not isinstance(x, Blocked) or ext is None:
             out = self._plain(ext, as_tensor(x))
-            if ext is None or not self.convert_plain or self.blocked_halo is None or out.dim() != 4 or out.shape[0] < ext.vector_width():
+            if ext is None or not self.convert_plain or halo is None or out.dim() != 4 or out.shape[0] < ext.vector_width():
                 return out
-            return Blocked.from_tensor(ext, out, self.blocked_halo)  # once here, not in each reader
+            return Blocked.from_tensor(ext, out, halo)  # once here, not in each reader
         n, c, h, w = x.shape
         ho, wo = self._output_size(h, w)
-        halo = self.blocked_halo or (0, 0)
-        out = ext.blocked_empty(int(x.data.shape[0]), c, ho + 2 * halo[0], wo + 2 * halo[1])
+        out_halo = halo or (0, 0)
+        out = ext.blocked_empty(int(x.data.shape[0]), c, ho + 2 * out_halo[0], wo + 2 * out_halo[1])
         ext.max_pool_blocked_out(
-            x.data, out, [*self.kernel_size, *self.stride, *self.padding, *self.dilation, *x.halo, *halo, torch.get_num_threads()]
+            x.data, out, [*self.kernel_size, *self.stride, *self.padding, *self.dilation, *x.halo, *out_halo, torch.get_num_threads()]
         )
-        blocked = Blocked(out, n, halo)
-        return blocked if self.blocked_halo is not None else blocked.to_tensor()
+        blocked = Blocked(out, n, out_halo)
+        return blocked if halo is not None else blocked.to_tensor()
+
+    def fused_window(self, h: int, w: int) -> FusedPool | None:
+        """This pool as a blocked conv's epilogue runs it on the conv's ``h x w`` output, or ``None``
+        where that epilogue cannot (dilated windows)."""
+        if self.dilation != (1, 1):
+            return None
+        return FusedPool(self.kernel_size, self.stride, self.padding, self._output_size(h, w))
 
     def _output_size(self, h: int, w: int) -> tuple[int, int]:
         """The pooled size of an ``h x w`` input (:func:`pooled_size` per axis)."""

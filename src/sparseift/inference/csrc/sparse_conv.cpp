@@ -613,20 +613,36 @@ torch::Tensor mean_blocked(const torch::Tensor& xb, int64_t n, int64_t hh, int64
   return out;
 }
 
-// out = act(sparse_conv(x) + bias + residual) on batch-blocked tensors (see above).
-//   x: [G, C, Hp, Wp, VW]; out: [G, Cout, Ho + 2 out_hh, Wo + 2 out_hw, VW] (its halo is
-//   zeroed here); residual: [G, Cout, Ho + 2 res_hh, Wo + 2 res_hw, VW] or empty.
+// The outputs [first, last) of a pooling window axis (kernel k, stride s, padding p) that
+// input position i feeds, clipped to the n outputs: s o - p <= i <= s o - p + k - 1.
+inline std::pair<int64_t, int64_t> pooled_span(int64_t i, int64_t k, int64_t s, int64_t p, int64_t n) {
+  const int64_t low = i + p - k + 1;
+  return {low <= 0 ? 0 : (low + s - 1) / s, std::min(n, (i + p) / s + 1)};
+}
+
+// out = act(sparse_conv(x) + bias + residual), max pooled where a pool window is given, on
+// batch-blocked tensors (see above).
+//   x: [G, C, Hp, Wp, VW]; out: [G, Cout, Ho' + 2 out_hh, Wo' + 2 out_hw, VW] (its halo is
+//   zeroed here), Ho' x Wo' the conv's output Ho x Wo or, pooled, the pooled size; residual:
+//   [G, Cout, Ho + 2 res_hh, Wo + 2 res_hw, VW] or empty.
 //   block_ptr, offsets, values, bias: as sparse_conv_out (offsets as above).
 //   geometry: sh, sw, oy, ox, ho, wo, out_hh, out_hw, res_hh, res_hw, tile (output columns per
 //   task, <= tile_width() / VW), rows (output channels per task), band (output rows per task),
 //   threads, then what the prefetches need: input channels per channel block (as the weight's
-//   blocks), kernel height and width, dilation (rows, columns), conv groups.
+//   blocks), kernel height and width, dilation (rows, columns), conv groups; then the max pool
+//   that follows (kernel, stride, padding, dilation per axis as max_pool_blocked_out; all 0 for
+//   none).
+// Pooled, each task max-reduces its activated outputs into the pooled outputs of the windows
+// they fall in, which start at zero (ReLU) or -inf: the conv's output is never stored. Tasks of
+// neighbouring bands or column runs share pooled outputs, so they run in four passes by the
+// parity of their band and column run (tasks of one pass lie at least a band and a column run
+// apart, more than a window: band >= kernel rows - 1 and tile >= kernel columns - 1).
 void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_ptr, const torch::Tensor& offsets,
                              const torch::Tensor& values, const torch::Tensor& bias, const torch::Tensor& residual,
                              torch::Tensor& out, std::vector<int64_t> geometry, bool relu) {
   check_blocked(x, "x");
   check_blocked(out, "out");
-  TORCH_CHECK(geometry.size() == 20, "geometry must hold 20 values (see sparse_conv.cpp)");
+  TORCH_CHECK(geometry.size() == 28, "geometry must hold 28 values (see sparse_conv.cpp)");
   const int64_t sh = geometry[0], sw = geometry[1], oy = geometry[2], ox = geometry[3], ho = geometry[4],
                 wo = geometry[5], out_hh = geometry[6], out_hw = geometry[7], res_hh = geometry[8],
                 res_hw = geometry[9], tile = geometry[10], rows_wanted = geometry[11], band = geometry[12],
@@ -644,19 +660,37 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
   TORCH_CHECK((block_ptr.size(1) - 1) % TAP_CLASSES == 0, "block_ptr must hold TAP_CLASSES runs per row");
   const int64_t groups = x.size(0), channels = x.size(1), hp = x.size(2), wp = x.size(3);
   const int64_t cout = (block_ptr.size(1) - 1) / TAP_CLASSES, hop = out.size(2), wop = out.size(3);
-  TORCH_CHECK(out.size(0) == groups && out.size(1) == cout && hop == ho + 2 * out_hh && wop == wo + 2 * out_hw,
+  const int64_t pho = hop - 2 * out_hh, pwo = wop - 2 * out_hw;  // the (pooled) output's size
+  const bool pooled = geometry[20] != 0;
+  const PoolWindow pool(pooled ? std::vector<int64_t>(geometry.begin() + 20, geometry.end()) : std::vector<int64_t>(8, 1));
+  TORCH_CHECK(pool.dh == 1 && pool.dw == 1, "a pool fused into a blocked conv takes dilation 1");
+  TORCH_CHECK(out.size(0) == groups && out.size(1) == cout && pho >= 1 && pwo >= 1 && (pooled || (pho == ho && pwo == wo)),
               "out has the wrong shape");
+  if (pooled) pool.check_overlap(ho, wo, pho, pwo);
   TORCH_CHECK(oy >= 0 && ox >= 0 && (ho - 1) * sh + oy < hp && (wo - 1) * sw + ox < wp, "input halo too small");
   const bool has_res = residual.numel() > 0;
   const int64_t hrp = ho + 2 * res_hh, wrp = wo + 2 * res_hw;
   if (has_res) {
     check_blocked(residual, "residual");
     TORCH_CHECK(residual.size(0) == groups && residual.size(1) == cout && residual.size(2) == hrp &&
-                    residual.size(3) == wrp, "residual must match out");
+                    residual.size(3) == wrp, "residual must match the conv's output");
   }
   float* y = out.data_ptr<float>();
   const int64_t out_pitch = out.stride(1), res_pitch = has_res ? residual.stride(1) : 0;
-  zero_halo(y, groups * cout, out_pitch, hop, wop, out_hh, out_hw, ho, wo, threads);
+  const float floor_value = relu ? 0.0f : -std::numeric_limits<float>::infinity();
+  if (pooled) {  // zero halo, interior at the floor that every window's first output beats
+    parallel_tasks(threads, groups * cout, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        float* plane = y + i * out_pitch;
+        std::fill(plane, plane + hop * wop * VW, 0.0f);
+        if (!relu)
+          for (int64_t r = out_hh; r < out_hh + pho; ++r)
+            std::fill(plane + (r * wop + out_hw) * VW, plane + (r * wop + out_hw + pwo) * VW, floor_value);
+      }
+    });
+  } else {
+    zero_halo(y, groups * cout, out_pitch, hop, wop, out_hh, out_hw, ho, wo, threads);
+  }
 
   const float* xb = x.data_ptr<float>();
   const int32_t* off = offsets.data_ptr<int32_t>();
@@ -673,15 +707,22 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
   const int64_t n_bands = (ho + band - 1) / band, in_pitch = x.stride(1);
   TORCH_CHECK(channels % conv_groups == 0 && cout % conv_groups == 0, "conv groups must divide the input and output channels");
   const int64_t cin_g = channels / conv_groups, cout_g = cout / conv_groups;
-  // Task `task`: its origin in x, image group, output channels [co0, co1), rows [oh0, oh1) and
-  // columns [ow0, ow0 + len).
+  const int64_t band_passes = pooled && n_bands > 1 ? 2 : 1, column_passes = pooled && n_wt > 1 ? 2 : 1;
+  TORCH_CHECK(band_passes == 1 || band >= pool.kh - 1, "pooled tasks need bands of at least the pool's kernel rows - 1");
+  TORCH_CHECK(column_passes == 1 || nv >= pool.kw - 1, "pooled tasks need column runs of at least the pool's kernel columns - 1");
+  // Task i of the pass (band parity pb, column-run parity pc): its origin in x, image group,
+  // output channels [co0, co1), rows [oh0, oh1) and columns [ow0, ow0 + len). One pass (no
+  // pool): every task.
   struct Task {
     const float* xt;
     int64_t g, co0, co1, oh0, oh1, ow0, len;
   };
-  auto task_at = [&](int64_t task) {
-    const int64_t co0 = task % n_chunks * rows, wt = task / n_chunks % n_wt,
-                  oh0 = task / (n_chunks * n_wt) % n_bands * band, g = task / (n_chunks * n_wt * n_bands), ow0 = wt * nv;
+  auto pass_bands = [&](int64_t pb) { return (n_bands - pb + band_passes - 1) / band_passes; };
+  auto pass_runs = [&](int64_t pc) { return (n_wt - pc + column_passes - 1) / column_passes; };
+  auto task_at = [&](int64_t pb, int64_t pc, int64_t i) {
+    const int64_t nr = pass_runs(pc), nb = pass_bands(pb);
+    const int64_t co0 = i % n_chunks * rows, wt = pc + i / n_chunks % nr * column_passes,
+                  oh0 = (pb + i / (n_chunks * nr) % nb * band_passes) * band, g = i / (n_chunks * nr * nb), ow0 = wt * nv;
     return Task{xb + g * group_in + ((oh0 * sh + oy) * wp + ow0 * sw + ox) * VW, g, co0, std::min(cout, co0 + rows), oh0,
                 std::min(ho, oh0 + band), ow0, std::min(nv, wo - ow0)};
   };
@@ -697,19 +738,27 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
         for (int64_t r = 0; r < in_rows; ++r)
           for (int64_t at = 0; at < floats; at += LINE_FLOATS) lines.push_back(t.xt + c * in_pitch + r * wp * VW + at);
   };
-  parallel_tasks(threads, groups * n_bands * n_wt * n_chunks, [&](int64_t begin, int64_t end) {
+  // The (pooled) output rows [first, last) and columns that output row oh and columns
+  // [ow0, ow0 + len) of the conv write.
+  auto out_rows = [&](int64_t oh) {
+    return pooled ? pooled_span(oh, pool.kh, pool.sh, pool.ph, pho) : std::pair<int64_t, int64_t>{oh, oh + 1};
+  };
+  auto out_columns = [&](int64_t ow) {
+    return pooled ? pooled_span(ow, pool.kw, pool.sw, pool.pw, pwo) : std::pair<int64_t, int64_t>{ow, ow + 1};
+  };
+  auto run_tasks = [&](int64_t pb, int64_t pc, int64_t begin, int64_t end) {
     std::vector<float> acc_buffer(band * rows * nv * VW + VW);
     float* acc = acc_buffer.data() + (VW - reinterpret_cast<uintptr_t>(acc_buffer.data()) / sizeof(float) % VW) % VW;
     std::vector<const float*> next_lines;
+    std::array<std::pair<int64_t, int64_t>, MAX_NV> column_spans;
     for (int64_t task = begin; task < end; ++task) {
-      const Task t = task_at(task);
+      const Task t = task_at(pb, pc, task);
       const int64_t g = t.g, co0 = t.co0, co1 = t.co1, oh0 = t.oh0, oh1 = t.oh1, ow0 = t.ow0, len = t.len;
       const float* xt = t.xt;
       const TileFn fn = tiles[len - 1];
       const int64_t band_acc = (co1 - co0) * nv * VW;
-      auto dst_at = [&](int64_t oh, int64_t co) {
-        return y + (g * cout + co) * out_pitch + ((oh + out_hh) * wop + ow0 + out_hw) * VW;
-      };
+      for (int64_t k = 0; k < len; ++k) column_spans[k] = out_columns(ow0 + k);
+      auto out_row = [&](int64_t row, int64_t co) { return y + (g * cout + co) * out_pitch + ((row + out_hh) * wop + out_hw) * VW; };
       auto res_at = [&](int64_t oh, int64_t co) {
         return res + (g * cout + co) * res_pitch + ((oh + res_hh) * wrp + ow0 + res_hw) * VW;
       };
@@ -724,13 +773,15 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
         if (blk + 1 < n_blocks) {
           append_block_lines(t, blk + 1, next_lines);
         } else {
-          for (int64_t oh = oh0; oh < oh1; ++oh)
+          const int64_t first_col = column_spans[0].first, last_col = column_spans[len - 1].second;
+          for (int64_t row = out_rows(oh0).first; row < out_rows(oh1 - 1).second; ++row)
             for (int64_t co = co0; co < co1; ++co)
-              for (int64_t k = 0; k < len * VW; k += LINE_FLOATS) {
-                next_lines.push_back(dst_at(oh, co) + k);
-                if (res) next_lines.push_back(res_at(oh, co) + k);
-              }
-          if (task + 1 < end) append_block_lines(task_at(task + 1), 0, next_lines);
+              for (int64_t k = first_col * VW; k < last_col * VW; k += LINE_FLOATS) next_lines.push_back(out_row(row, co) + k);
+          if (res)
+            for (int64_t oh = oh0; oh < oh1; ++oh)
+              for (int64_t co = co0; co < co1; ++co)
+                for (int64_t k = 0; k < len * VW; k += LINE_FLOATS) next_lines.push_back(res_at(oh, co) + k);
+          if (task + 1 < end) append_block_lines(task_at(pb, pc, task + 1), 0, next_lines);
         }
         const int64_t share = (static_cast<int64_t>(next_lines.size()) + (oh1 - oh0) - 1) / (oh1 - oh0);
         for (int64_t oh = oh0; oh < oh1; ++oh) {
@@ -740,22 +791,34 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
              std::min<int64_t>(share, next_lines.size() - first));
         }
       }
-      const vec floor = broadcast(relu ? 0.0f : -std::numeric_limits<float>::infinity());
+      const vec floor = broadcast(floor_value);
       for (int64_t oh = oh0; oh < oh1; ++oh) {
+        const auto [row0, row1] = out_rows(oh);
         for (int64_t co = co0; co < co1; ++co) {
           const float* tile_co = acc + (oh - oh0) * band_acc + (co - co0) * nv * VW;
           const vec bias_co = broadcast(b ? b[co] : 0.0f);
-          vec* dst = reinterpret_cast<vec*>(dst_at(oh, co));
           const vec* r = res ? reinterpret_cast<const vec*>(res_at(oh, co)) : nullptr;
           for (int64_t k = 0; k < len; ++k) {
             vec v = *reinterpret_cast<const vec*>(tile_co + k * VW) + bias_co;
             if (r) v += r[k];
-            dst[k] = v > floor ? v : floor;
+            v = v > floor ? v : floor;
+            for (int64_t row = row0; row < row1; ++row) {
+              vec* dst = reinterpret_cast<vec*>(out_row(row, co));
+              if (!pooled) {
+                dst[ow0 + k] = v;
+                continue;
+              }
+              for (int64_t col = column_spans[k].first; col < column_spans[k].second; ++col) dst[col] = nan_max(dst[col], v);
+            }
           }
         }
       }
     }
-  });
+  };
+  for (int64_t pb = 0; pb < band_passes; ++pb)
+    for (int64_t pc = 0; pc < column_passes; ++pc)
+      parallel_tasks(threads, groups * pass_bands(pb) * pass_runs(pc) * n_chunks,
+                     [&](int64_t begin, int64_t end) { run_tasks(pb, pc, begin, end); });
 }
 
 // The vector width in floats this build uses (16: AVX-512, 8: AVX/AVX2, 4: other).
