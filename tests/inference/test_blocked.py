@@ -30,8 +30,8 @@ from sparseift.inference.blocked import (
     sparse_conv2d_blocked,
     touched_vectors,
 )
-from sparseift.inference.pooling import MaxPool
 from sparseift.inference.kernels import ROWS_PER_TASK, ConvGeometry, PlanCache, pack_weight, tile_floats
+from sparseift.inference.pooling import MaxPool
 
 from .conftest import SmallNet, randomise
 from .test_kernels import CONVS

@@ -798,16 +798,20 @@ void sparse_conv_blocked_out(const torch::Tensor& x, const torch::Tensor& block_
           const float* tile_co = acc + (oh - oh0) * band_acc + (co - co0) * nv * VW;
           const vec bias_co = broadcast(b ? b[co] : 0.0f);
           const vec* r = res ? reinterpret_cast<const vec*>(res_at(oh, co)) : nullptr;
-          for (int64_t k = 0; k < len; ++k) {
+          auto activated = [&](int64_t k) {
             vec v = *reinterpret_cast<const vec*>(tile_co + k * VW) + bias_co;
             if (r) v += r[k];
-            v = v > floor ? v : floor;
+            return v > floor ? v : floor;
+          };
+          if (!pooled) {
+            vec* dst = reinterpret_cast<vec*>(out_row(oh, co)) + ow0;
+            for (int64_t k = 0; k < len; ++k) dst[k] = activated(k);
+            continue;
+          }
+          for (int64_t k = 0; k < len; ++k) {
+            const vec v = activated(k);
             for (int64_t row = row0; row < row1; ++row) {
               vec* dst = reinterpret_cast<vec*>(out_row(row, co));
-              if (!pooled) {
-                dst[ow0 + k] = v;
-                continue;
-              }
               for (int64_t col = column_spans[k].first; col < column_spans[k].second; ++col) dst[col] = nan_max(dst[col], v);
             }
           }
