@@ -3,7 +3,8 @@
 Forward hooks time every layer (with its fused pool) and every other leaf module of the
 compiled model (the hooks add a little per layer, so the total is a few percent above an
 unhooked pass). Each line gives the layer's fastest time of ``--reps`` passes, its path
-(sparse / winograd / dense / dense_cl), the weight's density and shape::
+(sparse / winograd / dense / dense_cl), the weight's density and shape, and the blocked
+sparse kernel's tuned task width::
 
     python benchmarks/profile_inference.py --sparsity 0.9 --batch 16
 
@@ -71,7 +72,8 @@ def main() -> None:
     print(f"Sparse Wide ResNet-18 s={args.sparsity} batch {args.batch}: {1e3 * total:.1f} ms per pass (hooks on)")
     for name, seconds in times.items():
         plan = plans.get(name)
-        detail = "" if plan is None else f"{plan.path:9s} d={plan.density:.2f} {list(plan.weight_shape)}"
+        tile = "" if plan is None or plan.tile is None else f" tile {plan.tile}"
+        detail = "" if plan is None else f"{plan.path:9s} d={plan.density:.2f} {list(plan.weight_shape)}{tile}"
         print(f"{1e3 * seconds:9.2f} ms  {name:28s} {detail}")
 
 

@@ -18,6 +18,7 @@ from sparseift.inference import compile
 from sparseift.inference.blocked import (
     BANDED_ROWS,
     BLOCKED_TILE,
+    FULL_TILE_DENSITY,
     L2_ACC_BUDGET,
     L2_FILL,
     MAX_COLUMN_STRIDE,
@@ -26,6 +27,7 @@ from sparseift.inference.blocked import (
     balanced_columns,
     blocked_task_shape,
     blocked_tile,
+    blocked_tiles,
     l2_cache_bytes,
     sparse_conv2d_blocked,
     touched_vectors,
@@ -160,6 +162,45 @@ def test_blocked_tile_stays_within_the_register_tile(ext):
     tile, full = blocked_tile(ext), tile_floats(ext) // ext.vector_width()
     assert 1 <= tile <= full
     assert tile == (min(full, BLOCKED_TILE) if ext.vector_width() == 16 else full)
+    assert blocked_tile(ext, FULL_TILE_DENSITY) == blocked_tile(ext, 1.0) == full  # dense weights: the whole tile
+    assert blocked_tile(ext, FULL_TILE_DENSITY - 0.01) == tile
+
+
+@given(wo=st.integers(1, 300))
+def test_tuned_tiles_split_the_row_differently(ext, wo):
+    tiles = blocked_tiles(ext, wo)
+    full = tile_floats(ext) // ext.vector_width()
+    runs = [balanced_columns(wo, t) for t in tiles]
+    assert list(tiles) == sorted(tiles) and set(tiles) <= {min(BLOCKED_TILE, full), full}
+    assert len(set(runs)) == len(runs)  # no two widths give the same tasks
+    assert {balanced_columns(wo, t) for t in (min(BLOCKED_TILE, full), full)} == set(runs)
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_every_task_width_gives_the_same_output(ext, pooled):
+    """The tile only regroups output columns into tasks: each output sums the same products in
+    the same order, so every width gives bit-identical results; widths outside the register tile raise."""
+    x = torch.randn(ext.vector_width() + 1, 5, 12, 29)
+    w = torch.randn(7, 5, 3, 3) * (torch.rand(7, 5, 3, 3) < 0.4)
+    geometry, weight = ConvGeometry(padding=(1, 1)), pack_weight(w)
+    xb = Blocked.from_tensor(ext, x, (1, 1))
+    window = MaxPool(nn.MaxPool2d(3, 2, 1)).fused_window(12, 29) if pooled else None
+    full = tile_floats(ext) // ext.vector_width()
+
+    def run(tile: int | None) -> torch.Tensor:
+        return sparse_conv2d_blocked(ext, xb, weight, None, geometry, (2, 2), PlanCache(), None, True, (0, 0), window, tile).to_tensor()
+
+    default = run(None)
+    for tile in range(1 if not pooled else 2, full + 1):  # a fused 3x3 pool needs runs of >= 2 columns
+        assert torch.equal(run(tile), default)
+    expected = torch.relu(F.conv2d(x, w, None, 1, 1))
+    assert _rel_error(default, F.max_pool2d(expected, 3, 2, 1) if pooled else expected) <= RTOL
+    for bad in (0, full + 1):
+        with pytest.raises(ValueError, match="tile must be in"):
+            run(bad)
+    if pooled:
+        with pytest.raises(ValueError, match="under the fused pool's 2"):
+            run(1)
 
 
 def test_blocked_conv_reads_contiguous_planes_too(ext):

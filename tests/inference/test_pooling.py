@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from sparseift.inference import compile, compiler
-from sparseift.inference.blocked import Blocked
+from sparseift.inference.blocked import Blocked, blocked_tiles
 from sparseift.inference.pooling import GlobalAvgPool, MaxPool, pool_for, pooled_size
 
 from .conftest import randomise
@@ -232,10 +232,11 @@ def test_pool_after_a_dense_stem_converts_once_for_sparse_readers(ext, first_con
 
 @pytest.mark.parametrize("whole_model_prefers_sparse", [True, False])
 def test_tune_settles_a_dense_stem_on_whole_model_time(ext, monkeypatch, whole_model_prefers_sparse):
-    def layer_seconds(layer, args, repeats=3):  # dense stem 10% faster alone; everything else sparse
+    def layer_seconds(layer, args, repeats=3):  # dense stem ~10% faster alone; everything else sparse, wide tiles best
+        wide = 0.001 * (layer.plan.tile or 0)
         if layer.plan.name == "conv1":
-            return {"sparse": 1.1, "dense": 1.0, "dense_cl": 2.0, "winograd": 2.0}[layer.plan.path]
-        return {"sparse": 1.0, "dense": 3.0, "dense_cl": 3.0, "winograd": 3.0}[layer.plan.path]
+            return {"sparse": 1.1 - wide, "dense": 1.0, "dense_cl": 2.0, "winograd": 2.0}[layer.plan.path]
+        return {"sparse": 1.0 - wide, "dense": 3.0, "dense_cl": 3.0, "winograd": 3.0}[layer.plan.path]
 
     def model_seconds(compiled_model, example_inputs, repeats=2):
         stem_sparse = compiled_model.module.conv1.plan.path == "sparse"
@@ -244,10 +245,16 @@ def test_tune_settles_a_dense_stem_on_whole_model_time(ext, monkeypatch, whole_m
     monkeypatch.setattr(compiler, "_best_seconds", layer_seconds)
     monkeypatch.setattr(compiler, "_model_seconds", model_seconds)
     model = randomise(TinyResNet(), {"conv_a.weight": 0.9, "conv_b.weight": 0.9}, masks=False)
-    x = torch.randn(ext.vector_width() + 2, 3, 32, 32)
+    x = torch.randn(ext.vector_width() + 2, 3, 64, 64)
     plans = {p.name: p for p in compile(model, x, tune=True).plans}
     assert plans["conv1"].path == ("sparse" if whole_model_prefers_sparse else "dense")
     assert "whole model" in plans["conv1"].reason
     assert plans["conv_a"].path == "sparse" and "whole model" not in plans["conv_a"].reason
+    # blocked sparse convs also time each task width that splits their rows differently
+    stem_tiles, block_tiles = blocked_tiles(ext, 32), blocked_tiles(ext, 16)
+    assert plans["conv_a"].tile == (max(block_tiles) if len(block_tiles) > 1 else None)
+    assert plans["conv_a"].reason.count("sparse (tile") == (len(block_tiles) if len(block_tiles) > 1 else 0)
+    assert plans["conv1"].tile == (max(stem_tiles) if whole_model_prefers_sparse and len(stem_tiles) > 1 else None)
     small = {p.name: p for p in compile(model, x[:2], tune=True).plans}  # nothing blocked: layer times decide
     assert small["conv1"].path == "dense" and "whole model" not in small["conv1"].reason
+    assert all(p.tile is None and "tile" not in p.reason for p in small.values())

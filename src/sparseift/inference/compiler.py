@@ -24,7 +24,7 @@ from torch import fx, nn
 
 from sparseift._model_io import ExampleInputs, call_model
 from sparseift.inference import _ext
-from sparseift.inference.blocked import BlockedModule, as_tensor
+from sparseift.inference.blocked import BlockedModule, as_tensor, blocked_tiles
 from sparseift.inference.layers import PATHS, InferenceLayer, LayerPlan, Path, choose_path, path_unsupported
 from sparseift.inference.memory import pooled_buffers
 from sparseift.inference.pooling import MaxPool, pool_for
@@ -347,8 +347,10 @@ def _model_seconds(compiled: CompiledModel, example_inputs: ExampleInputs, repea
 
 
 def _tune(compiled: CompiledModel, example_inputs: ExampleInputs, paths: tuple[Path, ...], kernels: bool) -> None:
-    """Give every layer the path of ``paths`` that runs fastest on its input from ``example_inputs``,
-    then settle the convs whose output layout matters in the whole model (:data:`NEAR_SPARSE`)."""
+    """Give every layer the path of ``paths`` (and, on the blocked sparse kernel, the task width of
+    :func:`~sparseift.inference.blocked.blocked_tiles`) that runs fastest on its input from
+    ``example_inputs``, then settle the convs whose output layout matters in the whole model
+    (:data:`NEAR_SPARSE`)."""
     inputs: dict[str, tuple] = {}
 
     def capture(module: InferenceLayer, args: tuple) -> None:
@@ -361,27 +363,48 @@ def _tune(compiled: CompiledModel, example_inputs: ExampleInputs, paths: tuple[P
     finally:
         for handle in handles:
             handle.remove()
-    near: dict[str, dict[Path, float]] = {}
+    near: dict[str, int | None] = {}
     with torch.no_grad(), pooled_buffers():  # timed as the compiled model runs them
         for name, layer in layers.items():
             args = inputs.get(layer.plan.name)
-            candidates = [p for p in paths if path_unsupported(layer.layer, p, kernels) is None]
-            if args is None or len(candidates) < 2:
+            if args is None:
                 continue
-            timed = {p: _best_seconds(layer if p == layer.plan.path else layer.with_path(p, ""), args) for p in candidates}
+            candidates = [p for p in paths if path_unsupported(layer.layer, p, kernels) is None]
+            variants = [(p, tile) for p in candidates for tile in _tiles(layer, p, args[0])]
+            if len(variants) < 2:
+                continue
+            timed = {
+                (p, tile): _best_seconds(layer if (p, tile) == (layer.plan.path, layer.plan.tile) else layer.with_path(p, "", tile), args)
+                for p, tile in variants
+            }
             winner = min(timed, key=timed.get)
-            reason = "measured " + " vs ".join(f"{p} {1e3 * t:.2f} ms" for p, t in timed.items())
-            _swap(compiled, name, layer.with_path(winner, reason))
-            if winner != "sparse" and "sparse" in timed and timed["sparse"] <= NEAR_SPARSE * timed[winner] and _emits_blocked(layer, args[0]):
-                near[name] = timed
-    for name in near:
+            reason = "measured " + " vs ".join(f"{_label(*v)} {1e3 * t:.2f} ms" for v, t in timed.items())
+            _swap(compiled, name, layer.with_path(winner[0], reason, winner[1]))
+            sparse = {v: t for v, t in timed.items() if v[0] == "sparse"}
+            if winner[0] != "sparse" and sparse and min(sparse.values()) <= NEAR_SPARSE * timed[winner] and _emits_blocked(layer, args[0]):
+                near[name] = min(sparse, key=sparse.get)[1]
+    for name, tile in near.items():
         dense = compiled.module.get_submodule(name)
         before = _model_seconds(compiled, example_inputs)
-        sparse = dense.with_path("sparse", "")
-        _swap(compiled, name, sparse)
+        _swap(compiled, name, dense.with_path("sparse", "", tile))
         after = _model_seconds(compiled, example_inputs)
         whole = f"; whole model {1e3 * after:.0f} ms with sparse vs {1e3 * before:.0f} ms with {dense.plan.path}"
-        _swap(compiled, name, dense.with_path("sparse" if after < before else dense.plan.path, dense.plan.reason + whole))
+        best = ("sparse", tile) if after < before else (dense.plan.path, dense.plan.tile)
+        _swap(compiled, name, dense.with_path(best[0], dense.plan.reason + whole, best[1]))
+
+
+def _tiles(layer: InferenceLayer, path: Path, x: Any) -> tuple[int | None, ...]:
+    """The blocked kernel's task widths to time for ``layer`` on ``path`` with input ``x``
+    (:func:`~sparseift.inference.blocked.blocked_tiles` where it runs that kernel, else only the default)."""
+    ext = _ext.kernels()
+    if path != "sparse" or ext is None:
+        return (None,)
+    sparse = layer if layer.plan.path == "sparse" else layer.with_path("sparse", "")
+    return blocked_tiles(ext, sparse.output_shape(x)[3]) if sparse.runs_blocked(x) else (None,)
+
+
+def _label(path: Path, tile: int | None) -> str:
+    return path if tile is None else f"{path} (tile {tile})"
 
 
 def _emits_blocked(layer: InferenceLayer, x: Any) -> bool:

@@ -44,7 +44,9 @@ class LayerPlan:
     """Which path one layer of the compiled model takes, and why.
 
     ``name`` is the layer's name in the source model; ``fused`` lists the operations folded
-    into it (``"batchnorm"``, ``"add"``, ``"relu"``).
+    into it (``"batchnorm"``, ``"add"``, ``"relu"``, ``"maxpool"``); ``tile`` is the output
+    columns per task of the blocked sparse kernel that ``compile(..., tune=True)`` measured
+    fastest (``None``: :func:`~sparseift.inference.blocked.blocked_tile`'s rule).
     """
 
     name: str
@@ -54,6 +56,7 @@ class LayerPlan:
     path: Path
     reason: str
     fused: tuple[str, ...] = ()
+    tile: int | None = None
 
 
 def _shape_class(layer: DenseLayer) -> str:
@@ -178,9 +181,9 @@ class InferenceLayer(BlockedModule):
         """The layer's (folded) weight as a dense tensor, whichever path holds it."""
         return self.weight if self.plan.path != "sparse" else self._csr.to_dense().reshape(self.plan.weight_shape)
 
-    def with_path(self, path: Path, reason: str) -> InferenceLayer:
-        """The same layer (fusions included) on ``path``."""
-        plan = replace(self.plan, path=path, reason=reason)
+    def with_path(self, path: Path, reason: str, tile: int | None = None) -> InferenceLayer:
+        """The same layer (fusions included) on ``path``, blocked sparse tasks ``tile`` columns wide."""
+        plan = replace(self.plan, path=path, reason=reason, tile=tile)
         layer = InferenceLayer(plan, self.layer, self.dense_weight(), self.bias, self.relu)
         layer.blocked_halo = self.blocked_halo
         layer.pool = self.pool
@@ -221,7 +224,7 @@ class InferenceLayer(BlockedModule):
     def _fused_window(self, x: torch.Tensor | Blocked, residual: torch.Tensor | Blocked | None) -> FusedPool | None:
         """The pool's window for the blocked kernel's epilogue, where this input runs that kernel
         and the residual (if any) has the conv's output shape."""
-        out_shape = self._out_shape(x)
+        out_shape = self.output_shape(x)
         if not self._runs_blocked(x, (0, 0)) or (residual is not None and tuple(residual.shape) != out_shape):
             return None
         return self.pool.fused_window(*out_shape[2:])
@@ -239,7 +242,7 @@ class InferenceLayer(BlockedModule):
             return self._winograd(x, residual)
         if self.plan.path != "sparse":
             return self._finish(self._dense(x), residual)
-        if residual is not None and tuple(residual.shape) != self._out_shape(x):
+        if residual is not None and tuple(residual.shape) != self.output_shape(x):
             return self._finish(self._sparse(x, None, False), residual)
         return self._sparse(x, residual, self.relu)
 
@@ -263,7 +266,7 @@ class InferenceLayer(BlockedModule):
         return F.conv2d(x, self.weight, self.bias, layer.stride, padding, layer.dilation, layer.groups)
 
     def _winograd(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
-        fused = residual is None or tuple(residual.shape) == self._out_shape(x)
+        fused = residual is None or tuple(residual.shape) == self.output_shape(x)
         out = winograd_conv2d(
             kernels(), x, self._winograd_weight(x), self.layer.out_channels, self.bias, self._geometry.padding,
             residual if fused else None, self.relu and fused,
@@ -281,6 +284,10 @@ class InferenceLayer(BlockedModule):
         column stride that kernel reads."""
         layer = self.layer
         return self.plan.path == "sparse" and layer.kind != "linear" and layer.stride[1] <= MAX_COLUMN_STRIDE
+
+    def runs_blocked(self, x: torch.Tensor | Blocked) -> bool:
+        """Whether this layer runs the blocked sparse kernel on input ``x`` (where its plan's ``tile`` applies)."""
+        return self._runs_blocked(x, self.blocked_halo if self.pool is None else (0, 0))
 
     def _runs_blocked(self, x: torch.Tensor | Blocked, halo: tuple[int, int] | None) -> bool:
         """Blocked kernel iff :meth:`reads_blocked`, and the input is blocked with enough halo, or
@@ -302,7 +309,8 @@ class InferenceLayer(BlockedModule):
         ext = kernels()
         blocked = x if isinstance(x, Blocked) else Blocked.from_tensor(ext, x, self.input_halo())
         return self._blocked(blocked, residual, halo, lambda res, relu, out_halo: sparse_conv2d_blocked(
-            ext, blocked, self._csr, self.bias, self._geometry, self._total_pad, self._cache, res, relu, out_halo, pool))
+            ext, blocked, self._csr, self.bias, self._geometry, self._total_pad, self._cache, res, relu, out_halo, pool,
+            self.plan.tile))
 
     def _winograd_blocked(
         self, x: Blocked, residual: torch.Tensor | Blocked | None, halo: tuple[int, int] | None
@@ -313,7 +321,7 @@ class InferenceLayer(BlockedModule):
 
     def _winograd_weight(self, x: torch.Tensor | Blocked) -> torch.Tensor:
         """The transformed weight of the tile :func:`~sparseift.inference.winograd.winograd_tile` picks for input ``x``."""
-        n, _, ho, wo = self._out_shape(x)
+        n, _, ho, wo = self.output_shape(x)
         tile = winograd_tile(n, ho, wo)
         if tile not in self._winograd_weights:
             self._winograd_weights[tile] = winograd_weight(self.weight, kernels().vector_width(), tile)
@@ -325,7 +333,7 @@ class InferenceLayer(BlockedModule):
         """``conv(residual, relu, out_halo)`` on blocked ``x``, the residual made blocked (or added
         afterwards if it broadcasts); the output stays blocked with ``halo`` for blocked readers,
         plain where ``halo`` is ``None``."""
-        broadcast = residual is not None and tuple(residual.shape) != self._out_shape(x)
+        broadcast = residual is not None and tuple(residual.shape) != self.output_shape(x)
         if residual is not None and not broadcast and not isinstance(residual, Blocked):
             residual = Blocked.from_tensor(kernels(), residual, (0, 0))
         out = conv(None if broadcast else residual, self.relu and not broadcast, halo or (0, 0))
@@ -333,7 +341,8 @@ class InferenceLayer(BlockedModule):
             return self._finish(out.to_tensor(), as_tensor(residual))
         return out if halo is not None else out.to_tensor()
 
-    def _out_shape(self, x: torch.Tensor | Blocked) -> tuple[int, ...]:
+    def output_shape(self, x: torch.Tensor | Blocked) -> tuple[int, ...]:
+        """The shape of this layer's output (before a fused pool) for input ``x``."""
         if self.layer.kind == "linear":
             return (*x.shape[:-1], self.layer.out_channels)
         ho, wo = self._geometry.output_size(tuple(x.shape[2:]), self.layer.kernel_size, self._total_pad)
