@@ -47,8 +47,9 @@ def _rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("batch", [1, 7, 19])
 @pytest.mark.parametrize("halo", [(0, 0), (1, 1), (2, 0)])
-def test_round_trip_keeps_values_and_zero_halo(ext, batch, halo):
-    x = torch.randn(batch, 5, 6, 9)
+@pytest.mark.parametrize("channels,width", [(5, 9), (21, 37)])  # one short run of columns (channels-last: channels); several
+def test_round_trip_keeps_values_and_zero_halo(ext, batch, halo, channels, width):
+    x = torch.randn(batch, channels, 6, width)
     for source in (x, x.to(memory_format=torch.channels_last), x.transpose(2, 3).contiguous().transpose(2, 3)):
         blocked = Blocked.from_tensor(ext, source, halo)
         assert blocked.shape == x.shape
