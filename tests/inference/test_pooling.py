@@ -38,22 +38,23 @@ def _with_junk_halo(blocked: Blocked) -> Blocked:
 
 @pytest.mark.parametrize("kernel,stride,padding,dilation,ceil_mode", POOLS)
 @pytest.mark.parametrize("batch", [3, 19])
-def test_blocked_max_pool_matches_torch(ext, kernel, stride, padding, dilation, ceil_mode, batch):
+@pytest.mark.parametrize("relu", [False, True])
+def test_blocked_max_pool_matches_torch(ext, kernel, stride, padding, dilation, ceil_mode, batch, relu):
     torch.manual_seed(0)
     x = torch.randn(batch, 5, 13, 16) - 2.0  # mostly negative: a zero from the padding would win
     x[0, 1, 4, 5] = float("nan")
     pool = nn.MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil_mode)
-    expected = pool(x)
+    expected = pool(torch.relu(x) if relu else x)
     module = MaxPool(pool)
     module.blocked_halo = (1, 2)
-    out = module(_with_junk_halo(Blocked.from_tensor(ext, x, (2, 1))))
+    out = module.pool_to(_with_junk_halo(Blocked.from_tensor(ext, x, (2, 1))), (1, 2), relu)
     assert isinstance(out, Blocked) and out.halo == (1, 2) and out.shape == expected.shape
     assert torch.equal(out.to_tensor().isnan(), expected.isnan())
     assert torch.equal(out.to_tensor().nan_to_num(), expected.nan_to_num())
     data = out.data.clone()
     data[:, :, 1:-1, 2:-2] = 0
     assert int(torch.count_nonzero(data)) == 0  # zero output halo
-    assert torch.equal(module(x).nan_to_num(), expected.nan_to_num())  # plain tensors: PyTorch's op
+    assert torch.equal(module.pool_to(x, None, relu).nan_to_num(), expected.nan_to_num())  # plain tensors
 
 
 def test_blocked_max_pool_returns_plain_tensors_unless_planned(ext):
@@ -63,18 +64,25 @@ def test_blocked_max_pool_returns_plain_tensors_unless_planned(ext):
 
 
 @pytest.mark.parametrize("kernel,stride,padding,dilation,ceil_mode", POOLS)
-@pytest.mark.parametrize("layout", ["nchw", "channel_slice", "channels_last"])
-def test_plain_max_pool_matches_torch(ext, kernel, stride, padding, dilation, ceil_mode, layout):
+@pytest.mark.parametrize("layout", ["nchw", "channel_slice", "channels_last", "strided"])
+@pytest.mark.parametrize("relu", [False, True])
+def test_plain_max_pool_matches_torch(ext, kernel, stride, padding, dilation, ceil_mode, layout, relu):
+    """Ours on NCHW (rows contiguous) and channels-last tensors, PyTorch's on others; the ReLU of
+    a fused conv applied to the pooled values equals pooling the rectified ones, NaN kept."""
     torch.manual_seed(0)
-    x = torch.randn(2, 9, 13, 37) - 2.0  # 37 columns: full vectors and a tail on every width
+    x = torch.randn(2, 21, 13, 37) - 1.0  # 37 columns, 21 channels: full vectors and a tail on every width
     x[1, 2, 5, 6] = float("nan")
     if layout == "channel_slice":
-        x = x[:, 1:8]  # planes not packed: the kernel follows the strides
+        x = x[:, 1:20]  # planes not packed: the kernel follows the strides
     elif layout == "channels_last":
-        x = x.contiguous(memory_format=torch.channels_last)  # PyTorch's own (fast) pooling
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "strided":
+        x = x[:, :, :, ::2]  # neither: PyTorch's pooling
     pool = nn.MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil_mode)
-    expected, out = pool(x), MaxPool(pool)(x)
+    expected = pool(torch.relu(x) if relu else x)
+    out = MaxPool(pool).pool_to(x, None, relu)
     assert isinstance(out, torch.Tensor) and out.shape == expected.shape
+    assert out.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
     assert torch.equal(out.isnan(), expected.isnan())
     assert torch.equal(out.nan_to_num(), expected.nan_to_num())
 

@@ -140,6 +140,13 @@ def _padding(layer: DenseLayer) -> tuple[tuple[int, int], tuple[int, int]]:
     return (ph, pw), (2 * ph, 2 * pw)
 
 
+def _finish(out: torch.Tensor, residual: torch.Tensor | None, relu: bool) -> torch.Tensor:
+    """``relu?(out + residual)`` (the residual broadcast by PyTorch)."""
+    if residual is not None:
+        out = out + residual
+    return torch.relu_(out) if relu else out
+
+
 class InferenceLayer(BlockedModule):
     """``pool?(relu?(layer(x) + residual))`` with the layer's (BatchNorm-folded) weight.
 
@@ -215,11 +222,12 @@ class InferenceLayer(BlockedModule):
 
     def forward(self, x: torch.Tensor | Blocked, residual: torch.Tensor | Blocked | None = None) -> torch.Tensor | Blocked:
         if self.pool is None:
-            return self._layer_forward(x, residual, self.blocked_halo)
+            return self._layer_forward(x, residual, self.blocked_halo, self.relu)
         window = self._fused_window(x, residual)
         if window is not None:
-            return self._sparse_blocked(x, residual, self.blocked_halo, window)
-        return self.pool.pool_to(self._layer_forward(x, residual, (0, 0)), self.blocked_halo)
+            return self._sparse_blocked(x, residual, self.blocked_halo, self.relu, window)
+        # max pooling commutes with ReLU: rectify the pooled output, not the conv's 4x larger one
+        return self.pool.pool_to(self._layer_forward(x, residual, (0, 0), False), self.blocked_halo, self.relu)
 
     def _fused_window(self, x: torch.Tensor | Blocked, residual: torch.Tensor | Blocked | None) -> FusedPool | None:
         """The pool's window for the blocked kernel's epilogue, where this input runs that kernel
@@ -230,26 +238,22 @@ class InferenceLayer(BlockedModule):
         return self.pool.fused_window(*out_shape[2:])
 
     def _layer_forward(
-        self, x: torch.Tensor | Blocked, residual: torch.Tensor | Blocked | None, halo: tuple[int, int] | None
+        self, x: torch.Tensor | Blocked, residual: torch.Tensor | Blocked | None, halo: tuple[int, int] | None, relu: bool
     ) -> torch.Tensor | Blocked:
-        """The layer without its pool, the output blocked with ``halo`` where its path can emit that."""
+        """The layer without its pool, ReLU applied if ``relu``, the output blocked with ``halo``
+        where its path can emit that."""
         if self._runs_blocked(x, halo):
-            return self._sparse_blocked(x, residual, halo)
+            return self._sparse_blocked(x, residual, halo, relu)
         if self.plan.path == "winograd" and isinstance(x, Blocked):
-            return self._winograd_blocked(x, residual, halo)
+            return self._winograd_blocked(x, residual, halo, relu)
         x, residual = as_tensor(x), as_tensor(residual)
         if self.plan.path == "winograd":
-            return self._winograd(x, residual)
+            return self._winograd(x, residual, relu)
         if self.plan.path != "sparse":
-            return self._finish(self._dense(x), residual)
+            return _finish(self._dense(x), residual, relu)
         if residual is not None and tuple(residual.shape) != self.output_shape(x):
-            return self._finish(self._sparse(x, None, False), residual)
-        return self._sparse(x, residual, self.relu)
-
-    def _finish(self, out: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
-        if residual is not None:
-            out = out + residual
-        return torch.relu_(out) if self.relu else out
+            return _finish(self._sparse(x, None, False), residual, relu)
+        return self._sparse(x, residual, relu)
 
     def _dense(self, x: torch.Tensor) -> torch.Tensor:
         layer = self.layer
@@ -265,13 +269,13 @@ class InferenceLayer(BlockedModule):
             padding = layer.padding if isinstance(layer.padding, str) else self._geometry.padding
         return F.conv2d(x, self.weight, self.bias, layer.stride, padding, layer.dilation, layer.groups)
 
-    def _winograd(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+    def _winograd(self, x: torch.Tensor, residual: torch.Tensor | None, relu: bool) -> torch.Tensor:
         fused = residual is None or tuple(residual.shape) == self.output_shape(x)
         out = winograd_conv2d(
             kernels(), x, self._winograd_weight(x), self.layer.out_channels, self.bias, self._geometry.padding,
-            residual if fused else None, self.relu and fused,
+            residual if fused else None, relu and fused,
         )
-        return out if fused else self._finish(out, residual)
+        return out if fused else _finish(out, residual, relu)
 
     def _sparse(self, x: torch.Tensor, residual: torch.Tensor | None, relu: bool) -> torch.Tensor:
         ext = kernels()
@@ -304,19 +308,20 @@ class InferenceLayer(BlockedModule):
         x: torch.Tensor | Blocked,
         residual: torch.Tensor | Blocked | None,
         halo: tuple[int, int] | None,
+        relu: bool,
         pool: FusedPool | None = None,
     ) -> torch.Tensor | Blocked:
         ext = kernels()
         blocked = x if isinstance(x, Blocked) else Blocked.from_tensor(ext, x, self.input_halo())
-        return self._blocked(blocked, residual, halo, lambda res, relu, out_halo: sparse_conv2d_blocked(
+        return self._blocked(blocked, residual, halo, relu, lambda res, relu, out_halo: sparse_conv2d_blocked(
             ext, blocked, self._csr, self.bias, self._geometry, self._total_pad, self._cache, res, relu, out_halo, pool,
             self.plan.tile))
 
     def _winograd_blocked(
-        self, x: Blocked, residual: torch.Tensor | Blocked | None, halo: tuple[int, int] | None
+        self, x: Blocked, residual: torch.Tensor | Blocked | None, halo: tuple[int, int] | None, relu: bool
     ) -> torch.Tensor | Blocked:
         ext = kernels()
-        return self._blocked(x, residual, halo, lambda res, relu, out_halo: winograd_conv2d_blocked(
+        return self._blocked(x, residual, halo, relu, lambda res, relu, out_halo: winograd_conv2d_blocked(
             ext, x, self._winograd_weight(x), self.layer.out_channels, self.bias, self._geometry.padding, res, relu, out_halo))
 
     def _winograd_weight(self, x: torch.Tensor | Blocked) -> torch.Tensor:
@@ -328,7 +333,12 @@ class InferenceLayer(BlockedModule):
         return self._winograd_weights[tile]
 
     def _blocked(
-        self, x: Blocked, residual: torch.Tensor | Blocked | None, halo: tuple[int, int] | None, conv: Callable[..., Blocked]
+        self,
+        x: Blocked,
+        residual: torch.Tensor | Blocked | None,
+        halo: tuple[int, int] | None,
+        relu: bool,
+        conv: Callable[..., Blocked],
     ) -> torch.Tensor | Blocked:
         """``conv(residual, relu, out_halo)`` on blocked ``x``, the residual made blocked (or added
         afterwards if it broadcasts); the output stays blocked with ``halo`` for blocked readers,
@@ -336,9 +346,9 @@ class InferenceLayer(BlockedModule):
         broadcast = residual is not None and tuple(residual.shape) != self.output_shape(x)
         if residual is not None and not broadcast and not isinstance(residual, Blocked):
             residual = Blocked.from_tensor(kernels(), residual, (0, 0))
-        out = conv(None if broadcast else residual, self.relu and not broadcast, halo or (0, 0))
+        out = conv(None if broadcast else residual, relu and not broadcast, halo or (0, 0))
         if broadcast:
-            return self._finish(out.to_tensor(), as_tensor(residual))
+            return _finish(out.to_tensor(), as_tensor(residual), relu)
         return out if halo is not None else out.to_tensor()
 
     def output_shape(self, x: torch.Tensor | Blocked) -> tuple[int, ...]:

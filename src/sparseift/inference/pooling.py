@@ -58,12 +58,14 @@ class MaxPool(BlockedModule):
     def forward(self, x: torch.Tensor | Blocked) -> torch.Tensor | Blocked:
         return self.pool_to(x, self.blocked_halo)
 
-    def pool_to(self, x: torch.Tensor | Blocked, halo: tuple[int, int] | None) -> torch.Tensor | Blocked:
-        """The pooled ``x``: blocked with a zero ``halo`` where ``x`` is blocked (or where
-        :attr:`convert_plain` asks for it), plain where ``halo`` is ``None``."""
+    def pool_to(self, x: torch.Tensor | Blocked, halo: tuple[int, int] | None, relu: bool = False) -> torch.Tensor | Blocked:
+        """The pooled ``x``, rectified if ``relu`` (max pooling commutes with ReLU, so a conv's ReLU
+        can run on its pooled output, a quarter of the values for the ResNet stem's 3x3 stride-2
+        pool): blocked with a zero ``halo`` where ``x`` is blocked (or where :attr:`convert_plain`
+        asks for it), plain where ``halo`` is ``None``."""
         ext = kernels()
         if not isinstance(x, Blocked) or ext is None:
-            out = self._plain(ext, as_tensor(x))
+            out = self._plain(ext, as_tensor(x), relu)
             if ext is None or not self.convert_plain or halo is None or out.dim() != 4 or out.shape[0] < ext.vector_width():
                 return out
             return Blocked.from_tensor(ext, out, halo)  # once here, not in each reader
@@ -72,7 +74,8 @@ class MaxPool(BlockedModule):
         out_halo = halo or (0, 0)
         out = ext.blocked_empty(int(x.data.shape[0]), c, ho + 2 * out_halo[0], wo + 2 * out_halo[1])
         ext.max_pool_blocked_out(
-            x.data, out, [*self.kernel_size, *self.stride, *self.padding, *self.dilation, *x.halo, *out_halo, torch.get_num_threads()]
+            x.data, out, [*self.kernel_size, *self.stride, *self.padding, *self.dilation, *x.halo, *out_halo, torch.get_num_threads()],
+            relu,
         )
         blocked = Blocked(out, n, out_halo)
         return blocked if halo is not None else blocked.to_tensor()
@@ -89,15 +92,23 @@ class MaxPool(BlockedModule):
         ho, wo = (pooled_size(*args, self.ceil_mode) for args in zip((h, w), self.kernel_size, self.stride, self.padding, self.dilation))
         return ho, wo
 
-    def _plain(self, ext: ModuleType | None, x: torch.Tensor) -> torch.Tensor:
-        """Max pooling of a plain tensor: ours where its rows are contiguous and it is not
-        channels-last (PyTorch pools NCHW tensors an order of magnitude slower), else PyTorch's."""
-        if ext is None or x.dim() != 4 or x.dtype != torch.float32 or x.stride(3) != 1 or x.is_contiguous(memory_format=torch.channels_last):
-            return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+    def _plain(self, ext: ModuleType | None, x: torch.Tensor, relu: bool) -> torch.Tensor:
+        """Max pooling (then ReLU if ``relu``) of a plain tensor: ours for float32 ``[N, C, H, W]``
+        tensors that are channels-last or have contiguous rows (PyTorch pools NCHW tensors an
+        order of magnitude slower, channels-last ones with an argmax besides), else PyTorch's."""
+        channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        if ext is None or x.dim() != 4 or x.dtype != torch.float32 or not (channels_last or x.stride(3) == 1):
+            out = F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+            return torch.relu_(out) if relu else out
         n, c, h, w = x.shape
         ho, wo = self._output_size(h, w)
-        out = torch.empty((n, c, ho, wo))
-        ext.max_pool_plain_out(x, out, [*self.kernel_size, *self.stride, *self.padding, *self.dilation, torch.get_num_threads()])
+        geometry = [*self.kernel_size, *self.stride, *self.padding, *self.dilation, torch.get_num_threads()]
+        if channels_last:
+            out = torch.empty((n, c, ho, wo), memory_format=torch.channels_last)
+            ext.max_pool_channels_last_out(x, out, geometry, relu)
+        else:
+            out = torch.empty((n, c, ho, wo))
+            ext.max_pool_plain_out(x, out, geometry, relu)
         return out
 
     def extra_repr(self) -> str:
