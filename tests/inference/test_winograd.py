@@ -164,10 +164,11 @@ def test_kernel_rejects_bad_arguments(ext):
 @settings(max_examples=300, deadline=None)
 @given(
     tiles=st.integers(1, 20000), cin=st.integers(1, 1024), cout=st.integers(1, 1024), threads=st.integers(1, 16),
-    strip=st.sampled_from([8, 16, 32]), layout=st.sampled_from([(6, 1), (3, 8), (3, 16)]), points=st.sampled_from([16, 36]),
+    strip=st.sampled_from([8, 16, 32]), layout=st.sampled_from([(6, 1), (14, 1), (3, 8), (3, 16)]),
+    points=st.sampled_from([16, 36]),
 )
 def test_task_sizes(tiles, cin, cout, threads, strip, layout, points):
-    rows, lanes = layout  # channels-last: 6-tile register blocks; blocked: 3 tiles of `lanes` images
+    rows, lanes = layout  # channels-last: 6- (AVX2) or 14-tile (AVX-512) register blocks; blocked: 3 tiles of `lanes` images
     chunk, parts = winograd_tasks(tiles, cin, cout, threads, rows=rows, strip=strip, lanes=lanes, points=points)
     assert chunk % rows == 0 and rows <= chunk <= max(rows, MAX_CHUNK // lanes)
     assert 1 <= parts <= -(-cout // strip)
@@ -183,7 +184,9 @@ def test_task_sizes(tiles, cin, cout, threads, strip, layout, points):
 
 def test_task_sizes_reject_bad_arguments():
     with pytest.raises(ValueError, match="threads must be >= 1"):
-        winograd_tasks(10, 8, 8, 0)
+        winograd_tasks(10, 8, 8, 0, 6)
+    with pytest.raises(ValueError, match="rows must be >= 1"):
+        winograd_tasks(10, 8, 8, 2, 0)
 
 
 class _Convs(nn.Module):

@@ -62,8 +62,6 @@ chunks of 24 tiles and more)."""
 
 MAX_CHUNK = 96
 TASKS_PER_THREAD = 8
-GEMM_ROWS = 6
-"""Tiles per register block of the channels-last product (``GEMM_ROWS`` in ``csrc/winograd.cpp``)."""
 LANE_TILES = 3
 """Tiles (of ``V`` images each) per register block of the batch-blocked product (``LANE_TILES``)."""
 
@@ -122,7 +120,7 @@ class WinogradTasks(NamedTuple):
 
 
 def winograd_tasks(
-    tiles: int, cin: int, cout: int, threads: int, rows: int = GEMM_ROWS, strip: int = 16, lanes: int = 1, points: int = 36
+    tiles: int, cin: int, cout: int, threads: int, rows: int, strip: int = 16, lanes: int = 1, points: int = 36
 ) -> WinogradTasks:
     """Task sizes for ``tiles`` output tiles (of ``lanes`` images each, ``points`` products) of
     a ``cin -> cout`` conv on ``threads`` threads.
@@ -179,7 +177,7 @@ def winograd_conv2d(
     threads = torch.get_num_threads()
     tile, points = _tile_of(u)
     tiles = n * (-(-ho // tile)) * (-(-wo // tile))
-    tasks = winograd_tasks(tiles, cin, cout, threads, strip=2 * ext.vector_width(), points=points)
+    tasks = winograd_tasks(tiles, cin, cout, threads, ext.winograd_gemm_rows(), strip=2 * ext.vector_width(), points=points)
     ext.winograd_conv_out(x, u, bias, residual, out, ph, pw, relu, tasks.chunk, tasks.parts, threads)
     return out
 

@@ -23,6 +23,9 @@
 #include "blocked.h"
 #include "simd.h"
 
+#include <array>
+#include <utility>
+
 namespace {
 
 using namespace sparseift;
@@ -135,8 +138,11 @@ void output_tile(const float* m, int64_t ms, T bias, const float* res, int64_t r
   }
 }
 
-constexpr int GEMM_ROWS = 6;  // tiles per register block: 6 x 2 accumulators + 2 weight vectors + 1 broadcast
-                              // (12 x 2 on AVX-512 ran no faster: 2-core Zen 4, ResNet shapes at batch 64)
+// Tiles per register block: R x 2 accumulators + 2 weight vectors + 1 broadcast. AVX-512's 32
+// registers hold 14 x 2 (the Winograd layers of a dense ResNet-18 on a 2-core Sapphire Rapids, two
+// FMA pipes: 83-89 -> 71-77 ms at batch 16, 312-326 -> 288-299 ms at batch 64 against 6 x 2;
+// 12 x 2 ran level with 6 x 2 on a Zen 4, one pipe); AVX2's 16 hold 6 x 2.
+constexpr int GEMM_ROWS = (VW == 16) ? 14 : 6;
 
 // m[r * up + 0 .. 2 VW) = sum_k v[r * k_len + k] * u[k * 2 VW + 0 .. 2 VW) for r < R: R tiles
 // of one product M[xi] = V[xi] . U[xi], one block of 2 VW output channels (u: its contiguous strip).
@@ -159,8 +165,11 @@ void gemm_block(const float* __restrict v, int64_t k_len, const float* __restric
 }
 
 using GemmFn = void (*)(const float*, int64_t, const float*, int64_t, float*);
-constexpr GemmFn GEMM_BLOCKS[GEMM_ROWS] = {gemm_block<1>, gemm_block<2>, gemm_block<3>,
-                                           gemm_block<4>, gemm_block<5>, gemm_block<6>};
+template <int... R>
+constexpr std::array<GemmFn, sizeof...(R)> make_gemm_blocks(std::integer_sequence<int, R...>) {
+  return {&gemm_block<R + 1>...};
+}
+constexpr std::array<GemmFn, GEMM_ROWS> GEMM_BLOCKS = make_gemm_blocks(std::make_integer_sequence<int, GEMM_ROWS>{});
 
 constexpr int LANE_TILES = 3;                     // blocked layout: tiles per register block
 constexpr int LANE_CHANNELS = (VW == 16) ? 8 : 4;  // and output channels: 3 x 8 accumulators + 3 inputs + 1
@@ -410,4 +419,5 @@ void register_winograd(pybind11::module_& m) {
         "dense 3x3 stride-1 conv by Winograd F(4x4, 3x3) on channels-last tensors, with fused bias, residual and ReLU");
   m.def("winograd_conv_blocked_out", &winograd_conv_blocked_out,
         "dense 3x3 stride-1 conv by Winograd F(4x4, 3x3) on batch-blocked activations, with fused bias, residual and ReLU");
+  m.def("winograd_gemm_rows", [] { return GEMM_ROWS; }, "tiles per register block of the channels-last Winograd product");
 }
