@@ -74,8 +74,7 @@ class MaxPool(BlockedModule):
         out_halo = halo or (0, 0)
         out = ext.blocked_empty(int(x.data.shape[0]), c, ho + 2 * out_halo[0], wo + 2 * out_halo[1])
         ext.max_pool_blocked_out(
-            x.data, out, [*self.kernel_size, *self.stride, *self.padding, *self.dilation, *x.halo, *out_halo, torch.get_num_threads()],
-            relu,
+            x.data, out, [*self._window(), *x.halo, *out_halo, torch.get_num_threads()], relu
         )
         blocked = Blocked(out, n, out_halo)
         return blocked if halo is not None else blocked.to_tensor()
@@ -86,6 +85,10 @@ class MaxPool(BlockedModule):
         if self.dilation != (1, 1):
             return None
         return FusedPool(self.kernel_size, self.stride, self.padding, self._output_size(h, w))
+
+    def _window(self) -> list[int]:
+        """Kernel, stride, padding and dilation per axis, as the pooling kernels take them."""
+        return [*self.kernel_size, *self.stride, *self.padding, *self.dilation]
 
     def _output_size(self, h: int, w: int) -> tuple[int, int]:
         """The pooled size of an ``h x w`` input (:func:`pooled_size` per axis)."""
@@ -102,13 +105,9 @@ class MaxPool(BlockedModule):
             return torch.relu_(out) if relu else out
         n, c, h, w = x.shape
         ho, wo = self._output_size(h, w)
-        geometry = [*self.kernel_size, *self.stride, *self.padding, *self.dilation, torch.get_num_threads()]
-        if channels_last:
-            out = torch.empty((n, c, ho, wo), memory_format=torch.channels_last)
-            ext.max_pool_channels_last_out(x, out, geometry, relu)
-        else:
-            out = torch.empty((n, c, ho, wo))
-            ext.max_pool_plain_out(x, out, geometry, relu)
+        layout, pool = (torch.channels_last, ext.max_pool_channels_last_out) if channels_last else (torch.contiguous_format, ext.max_pool_plain_out)
+        out = torch.empty((n, c, ho, wo), memory_format=layout)
+        pool(x, out, [*self._window(), torch.get_num_threads()], relu)
         return out
 
     def extra_repr(self) -> str:

@@ -403,6 +403,21 @@ struct PoolWindow {
     TORCH_CHECK((ho - 1) * sh - ph < h && (wo - 1) * sw - pw < w && ph <= (kh - 1) * dh && pw <= (kw - 1) * dw,
                 "every pooling window must overlap the image");
   }
+
+  // The maximum (NaN propagating) of `lowest` and output (oh, ow)'s window clipped to the h x w
+  // image; load(r, col) reads input (r, col) (a float or a vector).
+  template <class T, class Load>
+  T max_at(int64_t oh, int64_t ow, int64_t h, int64_t w, T lowest, const Load& load) const {
+    T m = lowest;
+    for (int64_t i = 0; i < kh; ++i) {
+      const int64_t r = oh * sh - ph + i * dh;
+      for (int64_t j = 0; j < kw && r >= 0 && r < h; ++j) {
+        const int64_t col = ow * sw - pw + j * dw;
+        if (col >= 0 && col < w) m = nan_max(m, load(r, col));
+      }
+    }
+    return m;
+  }
 };
 
 }  // namespace
@@ -512,7 +527,6 @@ void max_pool_blocked_out(const torch::Tensor& x, torch::Tensor& out, std::vecto
   check_blocked(out, "out");
   TORCH_CHECK(geometry.size() == 13, "geometry must hold 13 values (see sparse_conv.cpp)");
   const PoolWindow win(geometry);
-  const int64_t kh = win.kh, kw = win.kw, sh = win.sh, sw = win.sw, ph = win.ph, pw = win.pw, dh = win.dh, dw = win.dw;
   const int64_t in_hh = geometry[8], in_hw = geometry[9], out_hh = geometry[10], out_hw = geometry[11], threads = geometry[12];
   const int64_t planes = x.size(0) * x.size(1), hp = x.size(2), wp = x.size(3);
   const int64_t h = hp - 2 * in_hh, w = wp - 2 * in_hw, hop = out.size(2), wop = out.size(3);
@@ -529,19 +543,10 @@ void max_pool_blocked_out(const torch::Tensor& x, torch::Tensor& out, std::vecto
       const int64_t plane = task / ho, oh = task % ho;
       const vec* src = reinterpret_cast<const vec*>(xb + plane * in_pitch + in_hh * wp * VW) + in_hw;
       vec* dst = reinterpret_cast<vec*>(y + plane * out_pitch + ((oh + out_hh) * wop + out_hw) * VW);
-      for (int64_t ow = 0; ow < wo; ++ow) {
-        vec m = broadcast(-std::numeric_limits<float>::infinity());
-        for (int64_t i = 0; i < kh; ++i) {
-          const int64_t r = oh * sh - ph + i * dh;
-          if (r < 0 || r >= h) continue;
-          for (int64_t j = 0; j < kw; ++j) {
-            const int64_t col = ow * sw - pw + j * dw;
-            if (col < 0 || col >= w) continue;
-            m = nan_max(m, src[r * wp + col]);
-          }
-        }
-        dst[ow] = rectify(m, relu);
-      }
+      for (int64_t ow = 0; ow < wo; ++ow)
+        dst[ow] = rectify(win.max_at(oh, ow, h, w, broadcast(-std::numeric_limits<float>::infinity()),
+                                     [&](int64_t r, int64_t col) { return src[r * wp + col]; }),
+                          relu);
     }
   });
 }
@@ -627,26 +632,14 @@ void max_pool_channels_last_out(const torch::Tensor& x, torch::Tensor& out, std:
       const int64_t img = task / ho, oh = task % ho;
       const float* in = src + img * h * w * c;
       for (int64_t ow = 0; ow < wo; ++ow) {
-        // relu?(the window's maximum), from `lowest` (float or vec); load(at) reads the value(s)
-        // `at` floats into the image.
-        auto pooled = [&](auto lowest, auto load) {
-          auto m = lowest;
-          for (int64_t i = 0; i < win.kh; ++i) {
-            const int64_t r = oh * win.sh - win.ph + i * win.dh;
-            for (int64_t j = 0; j < win.kw && r >= 0 && r < h; ++j) {
-              const int64_t col = ow * win.sw - win.pw + j * win.dw;
-              if (col >= 0 && col < w) m = nan_max(m, load((r * w + col) * c));
-            }
-          }
-          return rectify(m, relu);
-        };
         float* dst = y + ((img * ho + oh) * wo + ow) * c;
         int64_t c0 = 0;
-        for (; c0 + VW <= c; c0 += VW)
-          *reinterpret_cast<vec_u*>(dst + c0) = pooled(broadcast(lowest), [&](int64_t at) -> vec {
-            return *reinterpret_cast<const vec_u*>(in + at + c0);
-          });
-        for (; c0 < c; ++c0) dst[c0] = pooled(lowest, [&](int64_t at) { return in[at + c0]; });
+        for (; c0 + VW <= c; c0 += VW)  // VW channels at a time, then the rest one by one
+          *reinterpret_cast<vec_u*>(dst + c0) = rectify(win.max_at(oh, ow, h, w, broadcast(lowest), [&](int64_t r, int64_t col) -> vec {
+            return *reinterpret_cast<const vec_u*>(in + (r * w + col) * c + c0);
+          }), relu);
+        for (; c0 < c; ++c0)
+          dst[c0] = rectify(win.max_at(oh, ow, h, w, lowest, [&](int64_t r, int64_t col) { return in[(r * w + col) * c + c0]; }), relu);
       }
     }
   });
