@@ -146,12 +146,21 @@ constexpr int GEMM_ROWS = (VW == 16) ? 14 : 6;
 
 // m[r * up + 0 .. 2 VW) = sum_k v[r * k_len + k] * u[k * 2 VW + 0 .. 2 VW) for r < R: R tiles
 // of one product M[xi] = V[xi] . U[xi], one block of 2 VW output channels (u: its contiguous strip).
+// `next` (or null): the strip that the following block reads, requested into L1 line by line as
+// this one streams its own (the hardware prefetchers do not follow the jump to another strip:
+// the Winograd layers of a dense ResNet-18, one process, two builds alternating, 4-12% faster on
+// 256 x 14 x 14 and 512 x 7 x 7 at batch 16 on a Sapphire Rapids, 64 and 128 channels level).
 template <int R>
-void gemm_block(const float* __restrict v, int64_t k_len, const float* __restrict u, int64_t up, float* __restrict m) {
+void gemm_block(const float* __restrict v, int64_t k_len, const float* __restrict u, int64_t up, float* __restrict m,
+                const float* next) {
   vec acc[R][2];
   UNROLL for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = vec{};
   for (int64_t k = 0; k < k_len; ++k) {
     const vec u0 = load<vec>(u + k * 2 * VW), u1 = load<vec>(u + k * 2 * VW + VW);
+    if (next) {
+      __builtin_prefetch(next + k * 2 * VW, 0, 3);
+      if constexpr (2 * VW * sizeof(float) > 64) __builtin_prefetch(next + k * 2 * VW + VW, 0, 3);  // a strip row of two lines
+    }
     UNROLL for (int r = 0; r < R; ++r) {
       const vec b = broadcast(v[r * k_len + k]);
       acc[r][0] += b * u0;
@@ -164,7 +173,7 @@ void gemm_block(const float* __restrict v, int64_t k_len, const float* __restric
   }
 }
 
-using GemmFn = void (*)(const float*, int64_t, const float*, int64_t, float*);
+using GemmFn = void (*)(const float*, int64_t, const float*, int64_t, float*, const float*);
 template <int... R>
 constexpr std::array<GemmFn, sizeof...(R)> make_gemm_blocks(std::integer_sequence<int, R...>) {
   return {&gemm_block<R + 1>...};
@@ -193,7 +202,8 @@ void gemm_lanes(const float* __restrict v, int64_t k_len, const float* __restric
   UNROLL for (int r = 0; r < R; ++r) UNROLL for (int q = 0; q < LANE_CHANNELS; ++q) store(m + (r * up + q) * VW, acc[r][q]);
 }
 
-constexpr GemmFn LANE_BLOCKS[LANE_TILES] = {gemm_lanes<1>, gemm_lanes<2>, gemm_lanes<3>};
+using LaneFn = void (*)(const float*, int64_t, const float*, int64_t, float*);
+constexpr LaneFn LANE_BLOCKS[LANE_TILES] = {gemm_lanes<1>, gemm_lanes<2>, gemm_lanes<3>};
 
 // The tasks of one conv: `chunk` tiles x one of `parts` ranges of the `blocks` strips of 2 VW
 // output channels each; every worker has `scratch` floats for V and M. Per task:
@@ -289,8 +299,14 @@ void conv_channels_last(const torch::Tensor& x, const torch::Tensor& u, const c1
       const float* ux = uw + xi * cin * up;  // strip cb / (2 VW) at ux + cb * cin
       float* mx = m + xi * count * up;
       for (int64_t cb = c_begin; cb < c_end; cb += 2 * VW)
-        for (int64_t r = 0; r < count; r += GEMM_ROWS)
-          GEMM_BLOCKS[std::min<int64_t>(GEMM_ROWS, count - r) - 1](vx + r * cin, cin, ux + cb * cin, up, mx + r * up + cb);
+        for (int64_t r = 0; r < count; r += GEMM_ROWS) {
+          // A strip's last row block requests the next strip: this point's next, else the next point's first.
+          const float* next = r + GEMM_ROWS < count ? nullptr
+                              : cb + 2 * VW < c_end ? ux + (cb + 2 * VW) * cin
+                              : xi + 1 < P          ? ux + cin * up + c_begin * cin
+                                                    : nullptr;
+          GEMM_BLOCKS[std::min<int64_t>(GEMM_ROWS, count - r) - 1](vx + r * cin, cin, ux + cb * cin, up, mx + r * up + cb, next);
+        }
     }
   };
   auto output = [&](float* v, int64_t t0, int64_t count, int64_t c_begin, int64_t c_end) {
