@@ -170,7 +170,7 @@ def test_kernel_rejects_bad_arguments(ext):
 def test_task_sizes(tiles, cin, cout, threads, strip, layout, points):
     rows, lanes = layout  # channels-last: 6- (AVX2) or 14-tile (AVX-512) register blocks; blocked: 3 tiles of `lanes` images
     chunk, parts = winograd_tasks(tiles, cin, cout, threads, rows=rows, strip=strip, lanes=lanes, points=points)
-    assert chunk % rows == 0 and rows <= chunk <= max(rows, MAX_CHUNK // lanes)
+    assert chunk % rows == 0 and rows <= chunk <= max(rows, -(-(MAX_CHUNK // lanes) // rows) * rows)
     assert 1 <= parts <= -(-cout // strip)
     chunks = -(-tiles // chunk)
     if chunks >= 2 * threads:

@@ -129,11 +129,12 @@ def winograd_tasks(
     task's scratch ``points * chunk * lanes * (cin + cout') * 4`` bytes within :data:`L2_BYTES`,
     grown, where the ``points * cin * cout' * 4``-byte transformed weights exceed
     :data:`CACHED_WEIGHT_BYTES`, to read at most :data:`WEIGHT_REUSE_BYTES` of them per image
-    tile (at most :data:`MAX_CHUNK` image tiles), then shrunk until there are
-    :data:`TASKS_PER_THREAD` tasks per thread, but not below what that weight reuse needs (a
-    layer bound by reading its weights keeps all its tiles in one chunk: each chunk reads them
-    once). With fewer chunks than twice the threads (batch 1, small planes), each chunk is
-    split into ranges of output channels (``strip``-wide blocks), so every thread has work.
+    tile (at most :data:`MAX_CHUNK` image tiles, rounded up to whole register blocks), then
+    shrunk until there are :data:`TASKS_PER_THREAD` tasks per thread, but not below what that
+    weight reuse needs (a layer bound by reading its weights keeps all its tiles in one chunk:
+    each chunk reads them once). With fewer chunks than twice the threads (batch 1, small
+    planes), each chunk is split into ranges of output channels (``strip``-wide blocks), so
+    every thread has work.
     """
     sizes = (("tiles", tiles), ("cin", cin), ("cout", cout), ("threads", threads), ("rows", rows), ("strip", strip),
              ("lanes", lanes), ("points", points))
@@ -144,7 +145,8 @@ def winograd_tasks(
     fit = L2_BYTES // (points * 4 * lanes * (cin + padded))
     weights = points * 4 * cin * padded
     reuse = weights // (WEIGHT_REUSE_BYTES * lanes) if weights > CACHED_WEIGHT_BYTES else 0
-    chunk = min(max(rows, MAX_CHUNK // lanes), max(fit, reuse, rows))
+    cap = max(rows, -(-(MAX_CHUNK // lanes) // rows) * rows)  # MAX_CHUNK image tiles in whole register blocks
+    chunk = min(cap, max(fit, reuse, rows))
     chunk = min(chunk, max(rows, tiles // (TASKS_PER_THREAD * threads), min(reuse, tiles)))
     chunk = -(-tiles // rows) * rows if chunk >= tiles else max(rows, chunk // rows * rows)
     chunks = -(-tiles // chunk)
