@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import sparseift
-from sparseift.inference import MAX_DENSITY, InferenceLayer, _ext, compile, max_relative_error
+from sparseift.inference import MAX_DENSITY, InferenceLayer, _ext, compile, compiler, max_relative_error
 from sparseift.inference.layers import PATHS, path_unsupported
 from sparseift.transforms.layers import describe
 from tests.inference.conftest import SmallMLP, SmallNet, randomise
@@ -201,6 +201,26 @@ def test_tune_times_both_paths_and_compiled_models_copy(ext):
     assert torch.equal(copied(x), compiled(x))
     with pytest.raises(ValueError, match="tune=True needs example_inputs"):
         compile(model, tune=True)
+
+
+def test_whole_model_comparison_alternates_the_candidates(monkeypatch):
+    x = torch.randn(2, 3, 16, 16)
+    compiled = compile(SmallNet().eval(), example_inputs=x)
+    name = compiled.plans[0].name
+    layer = compiled.module.get_submodule(name)
+    candidates = (layer, layer.with_path("dense", "timed"))
+    order, clock = [], iter(range(1, 100))
+
+    def drifting_seconds(compiled_model, example_inputs):  # the machine slows down run by run; candidate 1 costs 1.5x
+        index = next(i for i, c in enumerate(candidates) if compiled_model.module.get_submodule(name) is c)
+        order.append(index)
+        return next(clock) * (1.0, 1.5)[index]
+
+    monkeypatch.setattr(compiler, "_model_seconds", drifting_seconds)
+    best = compiler._alternating_model_seconds(compiled, x, name, candidates)
+    assert order == [0, 1] * (compiler.WHOLE_MODEL_ROUNDS + 1)  # a warm-up round, then alternating rounds
+    assert best == [3.0, 6.0]  # the best of each after the warm-up: runs 3 and 4 (x 1.5)
+    assert compiled.module.get_submodule(name) is candidates[1]
 
 
 def test_tune_switches_sparse_linear_layers_to_dense_and_back(ext):

@@ -246,7 +246,7 @@ def test_tune_settles_a_dense_stem_on_whole_model_time(ext, monkeypatch, whole_m
             return {"sparse": 1.1 - wide, "dense": 1.0, "dense_cl": 2.0, "winograd": 2.0}[layer.plan.path]
         return {"sparse": 1.0 - wide, "dense": 3.0, "dense_cl": 3.0, "winograd": 3.0}[layer.plan.path]
 
-    def model_seconds(compiled_model, example_inputs, repeats=2):
+    def model_seconds(compiled_model, example_inputs):
         stem_sparse = compiled_model.module.conv1.plan.path == "sparse"
         return 1.0 if stem_sparse == whole_model_prefers_sparse else 2.0
 
