@@ -1,5 +1,5 @@
-"""Every path of an :class:`InferenceLayer` (sparse, dense NCHW, dense channels-last, Winograd)
-against eager, with BatchNorm folding, bias, residual add and ReLU fused, at several densities."""
+"""Every path of an :class:`InferenceLayer` (sparse, dense NCHW, dense channels-last, Winograd,
+direct) against eager, with BatchNorm folding, bias, residual add and ReLU fused, at several densities."""
 
 from __future__ import annotations
 
@@ -20,7 +20,11 @@ CONVS = {
     "1x1": {"in_channels": 16, "out_channels": 32, "kernel_size": 1},
     "1x1_stride2": {"in_channels": 16, "out_channels": 32, "kernel_size": 1, "stride": 2},
     "grouped": {"in_channels": 16, "out_channels": 24, "kernel_size": 3, "padding": 1, "groups": 4},
+    "7x7_stride2": {"in_channels": 16, "out_channels": 40, "kernel_size": 7, "stride": 2, "padding": 3},
+    "3x3_dilated": {"in_channels": 16, "out_channels": 24, "kernel_size": 3, "padding": 2, "dilation": 2},
 }
+SUPPORTED = {"winograd": {"3x3"}, "direct": set(CONVS) - {"grouped"}}
+"""Convs of the paths that do not take every conv: Winograd 3x3 stride 1 dilation 1, direct groups 1."""
 
 
 class ConvBlock(nn.Module):
@@ -78,7 +82,7 @@ def test_conv_paths_match_eager(ext, path, density, conv, batch):
     _force(compiled, path)
     plans = {p.name: p for p in compiled.plans}
     supported = path_unsupported(describe(model.conv), path, True) is None
-    assert supported == (path != "winograd" or conv == "3x3")  # Winograd: 3x3 stride 1, groups 1
+    assert supported == (conv in SUPPORTED.get(path, CONVS))
     assert (plans["conv"].path == path) == supported and plans["conv"].fused == ("batchnorm", "add", "relu")
     assert max_relative_error(compiled(x), expected) <= RTOL
     assert max_relative_error(compiled(x.contiguous(memory_format=torch.channels_last)), expected) <= RTOL
@@ -93,7 +97,7 @@ def test_linear_paths_match_eager(ext, path, density):
         expected = model(x)
     compiled = compile(model)
     _force(compiled, path)
-    if path in ("dense_cl", "winograd"):  # convs only: linear layers keep the rule's path
+    if path in ("dense_cl", "winograd", "direct"):  # convs only: linear layers keep the rule's path
         assert all(p.path != path for p in compiled.plans)
     else:
         assert all(p.path == path for p in compiled.plans)

@@ -243,8 +243,8 @@ def test_tune_settles_a_dense_stem_on_whole_model_time(ext, monkeypatch, whole_m
     def layer_seconds(layer, args, repeats=3):  # dense stem ~10% faster alone; everything else sparse, wide tiles best
         wide = 0.001 * (layer.plan.tile or 0)
         if layer.plan.name == "conv1":
-            return {"sparse": 1.1 - wide, "dense": 1.0, "dense_cl": 2.0, "winograd": 2.0}[layer.plan.path]
-        return {"sparse": 1.0 - wide, "dense": 3.0, "dense_cl": 3.0, "winograd": 3.0}[layer.plan.path]
+            return {"sparse": 1.1 - wide, "dense": 1.0, "dense_cl": 2.0, "winograd": 2.0, "direct": 2.0}[layer.plan.path]
+        return {"sparse": 1.0 - wide, "dense": 3.0, "dense_cl": 3.0, "winograd": 3.0, "direct": 3.0}[layer.plan.path]
 
     def model_seconds(compiled_model, example_inputs):
         stem_sparse = compiled_model.module.conv1.plan.path == "sparse"

@@ -15,18 +15,20 @@ from sparseift.inference._ext import kernels
 from sparseift.inference.blocked import MAX_COLUMN_STRIDE, Blocked, BlockedModule, FusedPool, as_tensor, sparse_conv2d_blocked
 from sparseift.inference.kernels import ConvGeometry, PlanCache, pack_weight, sparse_conv2d, sparse_linear
 from sparseift.inference.pooling import MaxPool
+from sparseift.inference.direct import direct_conv2d, direct_weight
 from sparseift.inference.winograd import winograd_conv2d, winograd_conv2d_blocked, winograd_tile, winograd_weight
 from sparseift.transforms.layers import DenseLayer
 
 __all__ = ["Path", "PATHS", "LayerPlan", "MAX_DENSITY", "choose_path", "dense_path", "path_unsupported", "unsupported_reason", "InferenceLayer"]
 
-Path = Literal["sparse", "dense", "dense_cl", "winograd"]
+Path = Literal["sparse", "dense", "dense_cl", "winograd", "direct"]
 """``sparse``: our zero-skipping kernels; ``dense``: PyTorch's conv/linear on NCHW; ``dense_cl``:
 PyTorch's conv with input and weight in ``torch.channels_last`` (oneDNN's NHWC kernels; convs
 only); ``winograd``: our dense Winograd F(4x4, 3x3) kernel (3x3 stride-1 convs, channels-last;
-:mod:`sparseift.inference.winograd`)."""
+:mod:`sparseift.inference.winograd`); ``direct``: our dense direct conv through the same product
+(any kernel and stride, groups 1, channels-last; :mod:`sparseift.inference.direct`)."""
 
-PATHS: tuple[Path, ...] = ("sparse", "dense", "dense_cl", "winograd")
+PATHS: tuple[Path, ...] = ("sparse", "dense", "dense_cl", "winograd", "direct")
 """Every path, in the order ``compile(..., tune=True)`` times them."""
 
 MAX_DENSITY: dict[str, float] = {"conv": 0.3, "pointwise": 0.2, "linear": 0.15}
@@ -80,24 +82,33 @@ def path_unsupported(layer: DenseLayer, path: Path, kernels: bool) -> str | None
     """Why ``layer`` cannot take ``path``, or ``None`` if it can."""
     if path == "sparse":
         return unsupported_reason(layer, kernels)
-    if path in ("dense_cl", "winograd") and layer.kind == "linear":
+    if path in ("dense_cl", "winograd", "direct") and layer.kind == "linear":
         return f"{path} applies to convs only"
     if path == "winograd":
         return _winograd_unsupported(layer, kernels)
+    if path == "direct":
+        return _direct_unsupported(layer, kernels)
     return None
 
 
-def _winograd_unsupported(layer: DenseLayer, kernels: bool) -> str | None:
+def _direct_unsupported(layer: DenseLayer, kernels: bool, path: str = "direct") -> str | None:
+    """What keeps a conv off the strip-product kernels (the direct and Winograd paths)."""
     if not kernels:
         return "kernels unavailable"
-    if layer.kernel_size != (3, 3) or layer.stride != (1, 1) or layer.dilation != (1, 1) or layer.groups != 1:
-        return "winograd takes 3x3 convs of stride 1, dilation 1, groups 1"
+    if layer.groups != 1:
+        return f"{path} takes convs of groups 1"
     if layer.padding_mode != "zeros":
         return f"padding_mode={layer.padding_mode!r}"
     (top, left), total = _padding(layer)
     if total != (2 * top, 2 * left):
-        return "winograd takes symmetric padding"
+        return f"{path} takes symmetric padding"
     return None
+
+
+def _winograd_unsupported(layer: DenseLayer, kernels: bool) -> str | None:
+    if kernels and (layer.kernel_size != (3, 3) or layer.stride != (1, 1) or layer.dilation != (1, 1)):
+        return "winograd takes 3x3 convs of stride 1, dilation 1, groups 1"
+    return _direct_unsupported(layer, kernels, "winograd")
 
 
 def dense_path(layer: DenseLayer, kernels: bool = False) -> Path:
@@ -182,6 +193,7 @@ class InferenceLayer(BlockedModule):
             layout = torch.channels_last if plan.path == "dense_cl" else torch.contiguous_format
             self.register_buffer("weight", weight.detach().float().contiguous(memory_format=layout))
         self._winograd_weights: dict[int, torch.Tensor] = {}  # F(m x m, 3x3) weights by tile m, made on first use
+        self._direct_weight: torch.Tensor | None = None  # the direct path's packing, made on first use
         self.pool: MaxPool | None = None
 
     def dense_weight(self) -> torch.Tensor:
@@ -249,6 +261,8 @@ class InferenceLayer(BlockedModule):
         x, residual = as_tensor(x), as_tensor(residual)
         if self.plan.path == "winograd":
             return self._winograd(x, residual, relu)
+        if self.plan.path == "direct":
+            return self._direct(x, residual, relu)
         if self.plan.path != "sparse":
             return _finish(self._dense(x), residual, relu)
         if residual is not None and tuple(residual.shape) != self.output_shape(x):
@@ -273,6 +287,16 @@ class InferenceLayer(BlockedModule):
         fused = residual is None or tuple(residual.shape) == self.output_shape(x)
         out = winograd_conv2d(
             kernels(), x, self._winograd_weight(x), self.layer.out_channels, self.bias, self._geometry.padding,
+            residual if fused else None, relu and fused,
+        )
+        return out if fused else _finish(out, residual, relu)
+
+    def _direct(self, x: torch.Tensor, residual: torch.Tensor | None, relu: bool) -> torch.Tensor:
+        fused = residual is None or tuple(residual.shape) == self.output_shape(x)
+        if self._direct_weight is None:
+            self._direct_weight = direct_weight(self.weight, kernels().vector_width())
+        out = direct_conv2d(
+            kernels(), x, self._direct_weight, self.layer.kernel_size, self.layer.out_channels, self.bias, self._geometry,
             residual if fused else None, relu and fused,
         )
         return out if fused else _finish(out, residual, relu)

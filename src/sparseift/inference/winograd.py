@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from sparseift.inference.blocked import Blocked
 
 __all__ = [
-    "WINOGRAD_G", "TILES", "winograd_weight", "winograd_tile", "WinogradTasks", "winograd_tasks", "winograd_conv2d",
-    "winograd_conv2d_blocked",
+    "WINOGRAD_G", "TILES", "winograd_weight", "pack_strips", "winograd_tile", "WinogradTasks", "winograd_tasks",
+    "channels_last_operands", "winograd_conv2d", "winograd_conv2d_blocked",
 ]
 
 WINOGRAD_G = {
@@ -83,7 +83,13 @@ def winograd_weight(weight: torch.Tensor, vector_width: int, tile: int = 4) -> t
     cout, cin = weight.shape[:2]
     g, points = WINOGRAD_G[tile], _points(tile)
     u = torch.einsum("ik,ockl,jl->ijco", g, weight.detach().double(), g).reshape(points, cin, cout)
-    strip = 2 * vector_width
+    return pack_strips(u, 2 * vector_width)
+
+
+def pack_strips(u: torch.Tensor, strip: int) -> torch.Tensor:
+    """``u`` ``[P, Cin, Cout]`` as the strip product reads it: float32 ``[P, Cout' / strip, Cin,
+    strip]``, ``Cout'`` = ``Cout`` rounded up to ``strip`` (zero columns past ``Cout``)."""
+    points, cin, cout = u.shape
     u = F.pad(u, (0, -cout % strip)).reshape(points, cin, -1, strip)
     return u.permute(0, 2, 1, 3).float().contiguous()
 
@@ -154,6 +160,17 @@ def winograd_tasks(
     return WinogradTasks(chunk, parts)
 
 
+def channels_last_operands(
+    x: torch.Tensor, residual: torch.Tensor | None, out_shape: tuple[int, int, int, int]
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """``x`` and ``residual`` made channels-last (no copy if they are) and an empty channels-last
+    output of ``out_shape``: the operands of the strip-product kernels."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    if residual is not None:
+        residual = residual.contiguous(memory_format=torch.channels_last)
+    return x, residual, torch.empty(out_shape, memory_format=torch.channels_last)
+
+
 def winograd_conv2d(
     ext: ModuleType,
     x: torch.Tensor,
@@ -172,10 +189,7 @@ def winograd_conv2d(
     ho, wo = h + 2 * ph - 2, w + 2 * pw - 2
     if ho < 1 or wo < 1:
         raise ValueError(f"input {h}x{w} with padding {padding} gives no output of a 3x3 conv")
-    x = x.contiguous(memory_format=torch.channels_last)
-    if residual is not None:
-        residual = residual.contiguous(memory_format=torch.channels_last)
-    out = torch.empty((n, cout, ho, wo), memory_format=torch.channels_last)
+    x, residual, out = channels_last_operands(x, residual, (n, cout, ho, wo))
     threads = torch.get_num_threads()
     tile, points = _tile_of(u)
     tiles = n * (-(-ho // tile)) * (-(-wo // tile))

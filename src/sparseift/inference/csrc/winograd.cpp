@@ -159,12 +159,15 @@ inline void request_strip_row(const float* next, int64_t k) {
 
 // m[r * up + 0 .. 2 VW) = sum_k v[r * k_len + k] * u[k * 2 VW + 0 .. 2 VW) for r < R: R tiles
 // of one product M[xi] = V[xi] . U[xi], one block of 2 VW output channels (u: its contiguous
-// strip); requests strip `next` (see above).
+// strip), added to m's values where `accumulate`; requests strip `next` (see above).
 template <int R>
 void gemm_block(const float* __restrict v, int64_t k_len, const float* __restrict u, int64_t up, float* __restrict m,
-                const float* next) {
+                const float* next, bool accumulate) {
   vec acc[R][2];
-  UNROLL for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = vec{};
+  UNROLL for (int r = 0; r < R; ++r) {
+    acc[r][0] = accumulate ? load<vec>(m + r * up) : vec{};
+    acc[r][1] = accumulate ? load<vec>(m + r * up + VW) : vec{};
+  }
   for (int64_t k = 0; k < k_len; ++k) {
     const vec u0 = load<vec>(u + k * 2 * VW), u1 = load<vec>(u + k * 2 * VW + VW);
     request_strip_row(next, k);
@@ -180,7 +183,7 @@ void gemm_block(const float* __restrict v, int64_t k_len, const float* __restric
   }
 }
 
-using GemmFn = void (*)(const float*, int64_t, const float*, int64_t, float*, const float*);
+using GemmFn = void (*)(const float*, int64_t, const float*, int64_t, float*, const float*, bool);
 template <int... R>
 constexpr std::array<GemmFn, sizeof...(R)> make_gemm_blocks(std::integer_sequence<int, R...>) {
   return {&gemm_block<R + 1>...};
@@ -253,6 +256,27 @@ void check_channels_last(const torch::Tensor& t, const char* name) {
               name, " must be a 4-d float32 tensor with channel stride 1 (channels-last)");
 }
 
+// The operands of a channels-last conv (x, out and residual [N, C, H, W] with channel stride 1; a
+// residual of the output's shape), checked, as pointers and image / row / column strides.
+struct ChannelsLast {
+  const float *x, *u, *bias, *res;
+  float* y;
+  int64_t xn, xy, xx, yn, yy, yx, rn, ry, rx;
+
+  ChannelsLast(const torch::Tensor& x_, const torch::Tensor& u_, const c10::optional<torch::Tensor>& bias_,
+               const c10::optional<torch::Tensor>& residual, torch::Tensor& out)
+      : x(x_.data_ptr<float>()), u(u_.data_ptr<float>()), bias(bias_ ? bias_->data_ptr<float>() : nullptr),
+        res(residual ? residual->data_ptr<float>() : nullptr), y(out.data_ptr<float>()), xn(x_.stride(0)),
+        xy(x_.stride(2)), xx(x_.stride(3)), yn(out.stride(0)), yy(out.stride(2)), yx(out.stride(3)),
+        rn(residual ? residual->stride(0) : 0), ry(residual ? residual->stride(2) : 0),
+        rx(residual ? residual->stride(3) : 0) {
+    if (residual) {
+      check_channels_last(*residual, "residual");
+      TORCH_CHECK(residual->sizes() == out.sizes(), "residual must have the output's shape");
+    }
+  }
+};
+
 // out = relu?(conv3x3(x, g, padding=(ph, pw)) + bias + residual) by F(M x M, 3 x 3), u = G g G^T packed as
 // [POINTS, Cout' / (2 VW), Cin, 2 VW] (Cout' = Cout rounded up to 2 VW, zeros past Cout: each
 // point's weights in contiguous strips of 2 VW output channels); x, residual and
@@ -271,22 +295,10 @@ void conv_channels_last(const torch::Tensor& x, const torch::Tensor& u, const c1
   TORCH_CHECK(out.size(0) == n && ho == h + 2 * ph - 2 && wo == w + 2 * pw - 2,
               "out must be [N, Cout, H + 2 ph - 2, W + 2 pw - 2]");
   check_common(bias, cout, chunk, parts);
-  if (residual) {
-    check_channels_last(*residual, "residual");
-    TORCH_CHECK(residual->sizes() == out.sizes(), "residual must have the output's shape");
-  }
+  const ChannelsLast io(x, u, bias, residual, out);
   const int64_t th = (ho + M - 1) / M, tw = (wo + M - 1) / M, tiles = n * th * tw, up = u.size(1) * 2 * VW;
   if (tiles == 0) return;
   chunk = std::min(chunk, tiles);
-  const float* xp = x.data_ptr<float>();
-  const float* uw = u.data_ptr<float>();
-  const float* bp = bias ? bias->data_ptr<float>() : nullptr;
-  const float* rp = residual ? residual->data_ptr<float>() : nullptr;
-  float* yp = out.data_ptr<float>();
-  const int64_t xn = x.stride(0), xy = x.stride(2), xx = x.stride(3);
-  const int64_t yn = out.stride(0), yy = out.stride(2), yx = out.stride(3);
-  const int64_t rn = residual ? residual->stride(0) : 0, ry = residual ? residual->stride(2) : 0,
-                rx = residual ? residual->stride(3) : 0;
   const int64_t cin_v = cin / VW * VW;
   constexpr int64_t P = POINTS<M>;
   auto m_of = [&](float* v, int64_t count) { return v + P * count * cin; };
@@ -294,18 +306,18 @@ void conv_channels_last(const torch::Tensor& x, const torch::Tensor& u, const c1
     const int64_t vs = count * cin;  // floats between the planes xi of V
     for (int64_t t = 0; t < count; ++t) {
       const int64_t tile = t0 + t, img = tile / (th * tw), ty = tile / tw % th, tx = tile % tw;
-      const float* xi = xp + img * xn;
+      const float* xi = io.x + img * io.xn;
       const int64_t iy0 = ty * M - ph, ix0 = tx * M - pw;
       int64_t c = 0;
-      for (; c < cin_v; c += VW) input_tile<M, vec>(xi + c, xy, xx, iy0, ix0, h, w, v + t * cin + c, vs);
-      for (; c < cin; ++c) input_tile<M, float>(xi + c, xy, xx, iy0, ix0, h, w, v + t * cin + c, vs);
+      for (; c < cin_v; c += VW) input_tile<M, vec>(xi + c, io.xy, io.xx, iy0, ix0, h, w, v + t * cin + c, vs);
+      for (; c < cin; ++c) input_tile<M, float>(xi + c, io.xy, io.xx, iy0, ix0, h, w, v + t * cin + c, vs);
     }
   };
   auto gemm = [&](float* v, int64_t count, int64_t c_begin, int64_t c_end) {
     float* m = m_of(v, count);
     for (int64_t xi = 0; xi < P; ++xi) {
       const float* vx = v + xi * count * cin;
-      const float* ux = uw + xi * cin * up;  // strip cb / (2 VW) at ux + cb * cin
+      const float* ux = io.u + xi * cin * up;  // strip cb / (2 VW) at ux + cb * cin
       float* mx = m + xi * count * up;
       for (int64_t cb = c_begin; cb < c_end; cb += 2 * VW)
         for (int64_t r = 0; r < count; r += GEMM_ROWS) {
@@ -314,7 +326,8 @@ void conv_channels_last(const torch::Tensor& x, const torch::Tensor& u, const c1
                               : cb + 2 * VW < c_end ? ux + (cb + 2 * VW) * cin
                               : xi + 1 < P          ? ux + cin * up + c_begin * cin
                                                     : nullptr;
-          GEMM_BLOCKS[std::min<int64_t>(GEMM_ROWS, count - r) - 1](vx + r * cin, cin, ux + cb * cin, up, mx + r * up + cb, next);
+          GEMM_BLOCKS[std::min<int64_t>(GEMM_ROWS, count - r) - 1](vx + r * cin, cin, ux + cb * cin, up, mx + r * up + cb, next,
+                                                                   false);
         }
     }
   };
@@ -324,15 +337,16 @@ void conv_channels_last(const torch::Tensor& x, const torch::Tensor& u, const c1
     for (int64_t t = 0; t < count; ++t) {
       const int64_t tile = t0 + t, img = tile / (th * tw), ty = tile / tw % th, tx = tile % tw;
       const int64_t rows = std::min<int64_t>(M, ho - ty * M), cols = std::min<int64_t>(M, wo - tx * M);
-      float* y = yp + img * yn + ty * M * yy + tx * M * yx;
-      const float* r = rp ? rp + img * rn + ty * M * ry + tx * M * rx : nullptr;
+      float* y = io.y + img * io.yn + ty * M * io.yy + tx * M * io.yx;
+      const float* r = io.res ? io.res + img * io.rn + ty * M * io.ry + tx * M * io.rx : nullptr;
       const float* mt = m + t * up;
       int64_t c = c_begin;
       for (; c < c_vec; c += VW)
-        output_tile<M, vec>(mt + c, ms, bp ? load<vec>(bp + c) : vec{}, r ? r + c : nullptr, ry, rx, y + c, yy, yx, rows,
-                         cols, relu);
+        output_tile<M, vec>(mt + c, ms, io.bias ? load<vec>(io.bias + c) : vec{}, r ? r + c : nullptr, io.ry, io.rx, y + c,
+                            io.yy, io.yx, rows, cols, relu);
       for (; c < c_stop; ++c)
-        output_tile<M, float>(mt + c, ms, bp ? bp[c] : 0.0f, r ? r + c : nullptr, ry, rx, y + c, yy, yx, rows, cols, relu);
+        output_tile<M, float>(mt + c, ms, io.bias ? io.bias[c] : 0.0f, r ? r + c : nullptr, io.ry, io.rx, y + c, io.yy,
+                              io.yx, rows, cols, relu);
     }
   };
   torch::Tensor buffer;
@@ -422,6 +436,91 @@ void conv_blocked(const torch::Tensor& x, const torch::Tensor& u, const c10::opt
   run_tasks(buffer, tiles, chunk, parts, up / (2 * VW), P * chunk * (cin + up) * VW, threads, input, gemm, output);
 }
 
+// ---- Direct convolution through the same strip product ----
+// out[p, co] = relu?(bias[co] + residual[p, co] + sum over taps t and input channels ci of
+// x[input pixel of p under t, ci] * w[t][ci][co]) for a conv of any kernel, stride, dilation and
+// zero padding (groups 1) on channels-last tensors. Each task gathers the inputs of `chunk`
+// output pixels (any images and rows) tap by tap into V[t][pixel][ci] (zeros where a tap falls
+// in the padding: an im2col of the chunk only), then the products V[t] . U[t] of every tap
+// accumulate into one M[pixel][co] in the Winograd product's register blocks, and the epilogue
+// stores M + bias (+ residual), ReLU. u = the weight packed as [taps, Cout' / (2 VW), Cin, 2 VW]
+// (winograd_weight's packing with taps for points). Unlike a Winograd conv it reads the weight
+// itself (9 / 16 of F(2x2, 3x3)'s transformed one, 9 / 36 of F(4x4)'s) and takes strides.
+//   geometry: sh, sw, ph, pw, dh, dw, kh, kw.
+void direct_conv_out(const torch::Tensor& x, const torch::Tensor& u, const c10::optional<torch::Tensor>& bias,
+                     const c10::optional<torch::Tensor>& residual, torch::Tensor& out, std::vector<int64_t> geometry,
+                     bool relu, int64_t chunk, int64_t parts, int64_t threads) {
+  check_channels_last(x, "x");
+  check_channels_last(out, "out");
+  TORCH_CHECK(geometry.size() == 8, "geometry must be [sh, sw, ph, pw, dh, dw, kh, kw]");
+  const int64_t sh = geometry[0], sw = geometry[1], ph = geometry[2], pw = geometry[3], dh = geometry[4],
+                dw = geometry[5], kh = geometry[6], kw = geometry[7];
+  TORCH_CHECK(sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && kh >= 1 && kw >= 1 && ph >= 0 && pw >= 0,
+              "stride, dilation and kernel size must be >= 1, padding >= 0");
+  const int64_t n = x.size(0), cin = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t cout = out.size(1), ho = out.size(2), wo = out.size(3), taps = kh * kw;
+  TORCH_CHECK(u.size(0) == taps, "u must have kh * kw = ", taps, " taps");
+  check_weight(u, cin, cout);
+  TORCH_CHECK(out.size(0) == n && ho == (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1 &&
+                  wo == (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1,
+              "out must be [N, Cout, Ho, Wo] of the conv's geometry");
+  check_common(bias, cout, chunk, parts);
+  const ChannelsLast io(x, u, bias, residual, out);
+  const int64_t pixels = n * ho * wo, up = u.size(1) * 2 * VW;
+  if (pixels == 0) return;
+  chunk = std::min(chunk, pixels);
+  auto m_of = [&](float* v, int64_t count) { return v + taps * count * cin; };
+  auto input = [&](float* v, int64_t p0, int64_t count) {
+    for (int64_t t = 0; t < taps; ++t)
+      for (int64_t i = 0; i < count; ++i) {
+        const int64_t p = p0 + i, img = p / (ho * wo), oy = p / wo % ho, ox = p % wo;
+        const int64_t iy = oy * sh - ph + t / kw * dh, ix = ox * sw - pw + t % kw * dw;
+        float* dst = v + (t * count + i) * cin;
+        if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+          std::copy_n(io.x + img * io.xn + iy * io.xy + ix * io.xx, cin, dst);
+        else
+          std::fill_n(dst, cin, 0.0f);
+      }
+  };
+  auto gemm = [&](float* v, int64_t count, int64_t c_begin, int64_t c_end) {
+    float* m = m_of(v, count);
+    for (int64_t cb = c_begin; cb < c_end; cb += 2 * VW)
+      for (int64_t t = 0; t < taps; ++t) {
+        const float* ut = io.u + t * cin * up;  // strip cb / (2 VW) of tap t at ut + cb * cin
+        for (int64_t r = 0; r < count; r += GEMM_ROWS) {
+          const float* next = r + GEMM_ROWS < count ? nullptr
+                              : t + 1 < taps        ? ut + cin * up + cb * cin
+                              : cb + 2 * VW < c_end ? io.u + (cb + 2 * VW) * cin
+                                                    : nullptr;
+          GEMM_BLOCKS[std::min<int64_t>(GEMM_ROWS, count - r) - 1](v + (t * count + r) * cin, cin, ut + cb * cin, up,
+                                                                   m + r * up + cb, next, t > 0);
+        }
+      }
+  };
+  auto output = [&](float* v, int64_t p0, int64_t count, int64_t c_begin, int64_t c_end) {
+    const float* m = m_of(v, count);
+    const int64_t c_stop = std::min(c_end, cout);
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t p = p0 + i, img = p / (ho * wo), oy = p / wo % ho, ox = p % wo;
+      float* y = io.y + img * io.yn + oy * io.yy + ox * io.yx;
+      const float* r = io.res ? io.res + img * io.rn + oy * io.ry + ox * io.rx : nullptr;
+      const float* mp = m + i * up;
+      int64_t c = c_begin;
+      for (; c + VW <= c_stop; c += VW) {
+        vec value = load<vec>(mp + c) + (io.bias ? load<vec>(io.bias + c) : vec{});
+        if (r) value += load<vec>(r + c);
+        store(y + c, relu ? relu0(value) : value);
+      }
+      for (; c < c_stop; ++c) {
+        float value = mp[c] + (io.bias ? io.bias[c] : 0.0f) + (r ? r[c] : 0.0f);
+        y[c] = relu ? relu0(value) : value;
+      }
+    }
+  };
+  torch::Tensor buffer;
+  run_tasks(buffer, pixels, chunk, parts, up / (2 * VW), chunk * (taps * cin + up), threads, input, gemm, output);
+}
+
 // F(4 x 4, 3 x 3) for u of 36 points, F(2 x 2, 3 x 3) for 16.
 template <class F4, class F2>
 void by_points(const torch::Tensor& u, const F4& f4, const F2& f2) {
@@ -451,4 +550,7 @@ void register_winograd(pybind11::module_& m) {
   m.def("winograd_conv_blocked_out", &winograd_conv_blocked_out,
         "dense 3x3 stride-1 conv by Winograd F(4x4, 3x3) on batch-blocked activations, with fused bias, residual and ReLU");
   m.def("winograd_gemm_rows", [] { return GEMM_ROWS; }, "tiles per register block of the channels-last Winograd product");
+  m.def("direct_conv_out", &direct_conv_out,
+        "dense conv (any kernel, stride, dilation, zero padding) on channels-last tensors through the Winograd strip "
+        "product, with fused bias, residual and ReLU");
 }
