@@ -17,15 +17,16 @@ from sparseift.inference.kernels import ConvGeometry
 RTOL = 1e-4
 
 
-def test_direct_weight_packs_each_tap_as_a_cin_by_cout_matrix():
+def test_direct_weight_packs_one_taps_by_cin_row_per_input_value():
     weight = torch.randn(37, 5, 3, 2)
     u = direct_weight(weight, vector_width=8)
-    assert u.shape == (6, 3, 5, 16)  # 6 taps, 37 output channels in 3 strips of 16, zero-padded
+    assert u.shape == (1, 3, 30, 16)  # K = 6 taps x 5 channels, 37 output channels in 3 strips of 16
+    matrix = u[0].permute(1, 0, 2).reshape(30, 48)  # [K, Cout']
     for i in range(3):
         for j in range(2):
-            tap = u[2 * i + j].permute(1, 0, 2).reshape(5, 48)  # [Cin, Cout']
-            assert torch.equal(tap[:, :37], weight[:, :, i, j].t())
-            assert not tap[:, 37:].any()
+            for c in range(5):
+                assert torch.equal(matrix[(2 * i + j) * 5 + c, :37], weight[:, c, i, j])
+    assert not matrix[:, 37:].any()
     with pytest.raises(ValueError, match="weight must be"):
         direct_weight(torch.randn(4, 4), 8)
     with pytest.raises(ValueError, match="vector_width"):
@@ -78,7 +79,7 @@ def test_direct_conv_rejects_bad_input(ext):
     out = torch.empty(1, 8, 6, 6, memory_format=torch.channels_last)
     with pytest.raises(RuntimeError, match="geometry must be"):
         ext.direct_conv_out(x, u, None, None, out, [1, 1, 1, 1], False, 4, 1, 1)
-    with pytest.raises(RuntimeError, match="taps"):
+    with pytest.raises(RuntimeError, match="u must be"):  # a 3x3 packing for a 5x5 kernel
         ext.direct_conv_out(x, u, None, None, out, [1, 1, 2, 2, 1, 1, 5, 5], False, 4, 1, 1)
     with pytest.raises(RuntimeError, match="out must be"):
         ext.direct_conv_out(x, u, None, None, out, [2, 2, 1, 1, 1, 1, 3, 3], False, 4, 1, 1)

@@ -1,10 +1,10 @@
 """Dense convs of any kernel, stride and dilation through the Winograd kernel's strip product.
 
 ``y[p, co] = sum over taps t and input channels ci of x[input pixel of p under t, ci] * w[t][ci][co]``:
-each task gathers its output pixels' inputs tap by tap (an im2col of that chunk only), multiplies
-them by the tap's weight matrix in the register blocks of
-:mod:`~sparseift.inference.winograd`'s product, summing the taps into one accumulator, and adds
-bias, residual and ReLU as it stores (``direct_conv_out`` in ``csrc/winograd.cpp``). It reads the
+each task gathers its output pixels' inputs, all taps of a pixel in one row (an im2col of that
+chunk only), multiplies them by the weight as one ``kh kw Cin x Cout`` matrix in the register
+blocks of :mod:`~sparseift.inference.winograd`'s product, and adds bias, residual and ReLU as it
+stores (``direct_conv_out`` in ``csrc/winograd.cpp``). It reads the
 weight itself: 9 / 16 of F(2x2, 3x3)'s transformed weights, which at batch 1 stream from memory at
 every pass, and it takes the strided convs that Winograd does not.
 """
@@ -23,14 +23,15 @@ __all__ = ["direct_weight", "direct_tasks", "direct_conv2d"]
 
 
 def direct_weight(weight: torch.Tensor, vector_width: int) -> torch.Tensor:
-    """A ``[Cout, Cin, kh, kw]`` weight packed for the strip product: float32 ``[kh kw, Cout' /
-    (2 vw), Cin, 2 vw]``, tap ``t = kw i + j`` holding ``w[:, :, i, j]`` transposed (``Cin x Cout``)."""
+    """A ``[Cout, Cin, kh, kw]`` weight packed for the strip product as one ``K x Cout`` matrix,
+    ``K = kh kw Cin``: float32 ``[1, Cout' / (2 vw), K, 2 vw]``, row ``k = (kw i + j) Cin + c``
+    holding ``w[:, c, i, j]`` (the order in which the kernel gathers a pixel's inputs)."""
     if weight.dim() != 4:
         raise ValueError(f"weight must be [Cout, Cin, kh, kw], got {list(weight.shape)}")
     if vector_width < 1:
         raise ValueError(f"vector_width must be >= 1, got {vector_width}")
     cout, cin, kh, kw = weight.shape
-    return pack_strips(weight.detach().float().permute(2, 3, 1, 0).reshape(kh * kw, cin, cout), 2 * vector_width)
+    return pack_strips(weight.detach().float().permute(2, 3, 1, 0).reshape(1, kh * kw * cin, cout), 2 * vector_width)
 
 
 def direct_tasks(pixels: int, cin: int, cout: int, taps: int, threads: int, rows: int, strip: int, l2_bytes: int) -> WinogradTasks:

@@ -159,15 +159,12 @@ inline void request_strip_row(const float* next, int64_t k) {
 
 // m[r * up + 0 .. 2 VW) = sum_k v[r * k_len + k] * u[k * 2 VW + 0 .. 2 VW) for r < R: R tiles
 // of one product M[xi] = V[xi] . U[xi], one block of 2 VW output channels (u: its contiguous
-// strip), added to m's values where `accumulate`; requests strip `next` (see above).
+// strip); requests strip `next` (see above).
 template <int R>
 void gemm_block(const float* __restrict v, int64_t k_len, const float* __restrict u, int64_t up, float* __restrict m,
-                const float* next, bool accumulate) {
+                const float* next) {
   vec acc[R][2];
-  UNROLL for (int r = 0; r < R; ++r) {
-    acc[r][0] = accumulate ? load<vec>(m + r * up) : vec{};
-    acc[r][1] = accumulate ? load<vec>(m + r * up + VW) : vec{};
-  }
+  UNROLL for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = vec{};
   for (int64_t k = 0; k < k_len; ++k) {
     const vec u0 = load<vec>(u + k * 2 * VW), u1 = load<vec>(u + k * 2 * VW + VW);
     request_strip_row(next, k);
@@ -183,7 +180,7 @@ void gemm_block(const float* __restrict v, int64_t k_len, const float* __restric
   }
 }
 
-using GemmFn = void (*)(const float*, int64_t, const float*, int64_t, float*, const float*, bool);
+using GemmFn = void (*)(const float*, int64_t, const float*, int64_t, float*, const float*);
 template <int... R>
 constexpr std::array<GemmFn, sizeof...(R)> make_gemm_blocks(std::integer_sequence<int, R...>) {
   return {&gemm_block<R + 1>...};
@@ -326,8 +323,7 @@ void conv_channels_last(const torch::Tensor& x, const torch::Tensor& u, const c1
                               : cb + 2 * VW < c_end ? ux + (cb + 2 * VW) * cin
                               : xi + 1 < P          ? ux + cin * up + c_begin * cin
                                                     : nullptr;
-          GEMM_BLOCKS[std::min<int64_t>(GEMM_ROWS, count - r) - 1](vx + r * cin, cin, ux + cb * cin, up, mx + r * up + cb, next,
-                                                                   false);
+          GEMM_BLOCKS[std::min<int64_t>(GEMM_ROWS, count - r) - 1](vx + r * cin, cin, ux + cb * cin, up, mx + r * up + cb, next);
         }
     }
   };
@@ -440,12 +436,12 @@ void conv_blocked(const torch::Tensor& x, const torch::Tensor& u, const c10::opt
 // out[p, co] = relu?(bias[co] + residual[p, co] + sum over taps t and input channels ci of
 // x[input pixel of p under t, ci] * w[t][ci][co]) for a conv of any kernel, stride, dilation and
 // zero padding (groups 1) on channels-last tensors. Each task gathers the inputs of `chunk`
-// output pixels (any images and rows) tap by tap into V[t][pixel][ci] (zeros where a tap falls
-// in the padding: an im2col of the chunk only), then the products V[t] . U[t] of every tap
-// accumulate into one M[pixel][co] in the Winograd product's register blocks, and the epilogue
-// stores M + bias (+ residual), ReLU. u = the weight packed as [taps, Cout' / (2 VW), Cin, 2 VW]
-// (winograd_weight's packing with taps for points). Unlike a Winograd conv it reads the weight
-// itself (9 / 16 of F(2x2, 3x3)'s transformed one, 9 / 36 of F(4x4)'s) and takes strides.
+// output pixels (any images and rows) into V[pixel][t Cin + ci] (zeros where a tap falls in the
+// padding: an im2col of the chunk only), multiplies V by the weight as one K = taps x Cin matrix
+// in the Winograd product's register blocks into M[pixel][co], and stores M + bias (+ residual),
+// ReLU. u = the weight packed as [1, Cout' / (2 VW), taps Cin, 2 VW] (winograd_weight's packing
+// with one point of K rows). Unlike a Winograd conv it reads the weight itself (9 / 16 of F(2x2,
+// 3x3)'s transformed one, 9 / 36 of F(4x4)'s) and takes strides.
 //   geometry: sh, sw, ph, pw, dh, dw, kh, kw.
 void direct_conv_out(const torch::Tensor& x, const torch::Tensor& u, const c10::optional<torch::Tensor>& bias,
                      const c10::optional<torch::Tensor>& residual, torch::Tensor& out, std::vector<int64_t> geometry,
@@ -459,8 +455,9 @@ void direct_conv_out(const torch::Tensor& x, const torch::Tensor& u, const c10::
               "stride, dilation and kernel size must be >= 1, padding >= 0");
   const int64_t n = x.size(0), cin = x.size(1), h = x.size(2), w = x.size(3);
   const int64_t cout = out.size(1), ho = out.size(2), wo = out.size(3), taps = kh * kw;
-  TORCH_CHECK(u.size(0) == taps, "u must have kh * kw = ", taps, " taps");
-  check_weight(u, cin, cout);
+  const int64_t k_len = taps * cin;
+  TORCH_CHECK(u.dim() == 4 && u.size(0) == 1, "u must be one matrix of kh * kw * Cin = ", k_len, " rows");
+  check_weight(u, k_len, cout);
   TORCH_CHECK(out.size(0) == n && ho == (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1 &&
                   wo == (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1,
               "out must be [N, Cout, Ho, Wo] of the conv's geometry");
@@ -469,32 +466,27 @@ void direct_conv_out(const torch::Tensor& x, const torch::Tensor& u, const c10::
   const int64_t pixels = n * ho * wo, up = u.size(1) * 2 * VW;
   if (pixels == 0) return;
   chunk = std::min(chunk, pixels);
-  auto m_of = [&](float* v, int64_t count) { return v + taps * count * cin; };
+  auto m_of = [&](float* v, int64_t count) { return v + count * k_len; };
   auto input = [&](float* v, int64_t p0, int64_t count) {
-    for (int64_t t = 0; t < taps; ++t)
-      for (int64_t i = 0; i < count; ++i) {
-        const int64_t p = p0 + i, img = p / (ho * wo), oy = p / wo % ho, ox = p % wo;
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t p = p0 + i, img = p / (ho * wo), oy = p / wo % ho, ox = p % wo;
+      for (int64_t t = 0; t < taps; ++t) {
         const int64_t iy = oy * sh - ph + t / kw * dh, ix = ox * sw - pw + t % kw * dw;
-        float* dst = v + (t * count + i) * cin;
+        float* dst = v + i * k_len + t * cin;
         if (iy >= 0 && iy < h && ix >= 0 && ix < w)
           std::copy_n(io.x + img * io.xn + iy * io.xy + ix * io.xx, cin, dst);
         else
           std::fill_n(dst, cin, 0.0f);
       }
+    }
   };
   auto gemm = [&](float* v, int64_t count, int64_t c_begin, int64_t c_end) {
     float* m = m_of(v, count);
-    for (int64_t cb = c_begin; cb < c_end; cb += 2 * VW)
-      for (int64_t t = 0; t < taps; ++t) {
-        const float* ut = io.u + t * cin * up;  // strip cb / (2 VW) of tap t at ut + cb * cin
-        for (int64_t r = 0; r < count; r += GEMM_ROWS) {
-          const float* next = r + GEMM_ROWS < count ? nullptr
-                              : t + 1 < taps        ? ut + cin * up + cb * cin
-                              : cb + 2 * VW < c_end ? io.u + (cb + 2 * VW) * cin
-                                                    : nullptr;
-          GEMM_BLOCKS[std::min<int64_t>(GEMM_ROWS, count - r) - 1](v + (t * count + r) * cin, cin, ut + cb * cin, up,
-                                                                   m + r * up + cb, next, t > 0);
-        }
+    for (int64_t cb = c_begin; cb < c_end; cb += 2 * VW)  // strip cb / (2 VW) at io.u + cb * k_len
+      for (int64_t r = 0; r < count; r += GEMM_ROWS) {
+        const float* next = r + GEMM_ROWS < count || cb + 2 * VW >= c_end ? nullptr : io.u + (cb + 2 * VW) * k_len;
+        GEMM_BLOCKS[std::min<int64_t>(GEMM_ROWS, count - r) - 1](v + r * k_len, k_len, io.u + cb * k_len, up,
+                                                                 m + r * up + cb, next);
       }
   };
   auto output = [&](float* v, int64_t p0, int64_t count, int64_t c_begin, int64_t c_end) {
@@ -518,7 +510,7 @@ void direct_conv_out(const torch::Tensor& x, const torch::Tensor& u, const c10::
     }
   };
   torch::Tensor buffer;
-  run_tasks(buffer, pixels, chunk, parts, up / (2 * VW), chunk * (taps * cin + up), threads, input, gemm, output);
+  run_tasks(buffer, pixels, chunk, parts, up / (2 * VW), chunk * (k_len + up), threads, input, gemm, output);
 }
 
 // F(4 x 4, 3 x 3) for u of 36 points, F(2 x 2, 3 x 3) for 16.
