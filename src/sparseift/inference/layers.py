@@ -13,9 +13,9 @@ import torch.nn.functional as F
 
 from sparseift.inference._ext import kernels
 from sparseift.inference.blocked import MAX_COLUMN_STRIDE, Blocked, BlockedModule, FusedPool, as_tensor, sparse_conv2d_blocked
+from sparseift.inference.direct import direct_conv2d, direct_weight
 from sparseift.inference.kernels import ConvGeometry, PlanCache, pack_weight, sparse_conv2d, sparse_linear
 from sparseift.inference.pooling import MaxPool
-from sparseift.inference.direct import direct_conv2d, direct_weight
 from sparseift.inference.winograd import winograd_conv2d, winograd_conv2d_blocked, winograd_tile, winograd_weight
 from sparseift.transforms.layers import DenseLayer
 
