@@ -3,7 +3,7 @@
 Forward hooks time every layer (with its fused pool) and every other leaf module of the
 compiled model (the hooks add a little per layer, so the total is a few percent above an
 unhooked pass). Each line gives the layer's fastest time of ``--reps`` passes, its path
-(sparse / winograd / dense / dense_cl), the weight's density and shape, and the blocked
+(sparse / winograd / direct / dense / dense_cl), the weight's density and shape, and the blocked
 sparse kernel's tuned task width::
 
     python benchmarks/profile_inference.py --sparsity 0.9 --batch 16

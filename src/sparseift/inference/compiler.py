@@ -284,7 +284,7 @@ def compile(  # noqa: A001  (mirrors torch.compile)
             ``example_inputs`` (required) and keep the fastest; the reason then gives the
             times. Inputs of the batch size you will serve give the most faithful choice.
         tune_paths: the paths ``tune`` chooses from (default all of
-            :data:`~sparseift.inference.layers.PATHS`, incl. channels-last and Winograd dense convs).
+            :data:`~sparseift.inference.layers.PATHS`, incl. channels-last, Winograd and direct dense convs).
         rtol: tolerance of the check against eager, ``max|y - y_eager| / max|y_eager|``.
     """
     if not isinstance(model, nn.Module):
