@@ -260,14 +260,25 @@ class InferenceLayer(BlockedModule):
             return self._winograd_blocked(x, residual, halo, relu)
         x, residual = as_tensor(x), as_tensor(residual)
         if self.plan.path == "winograd":
-            return self._winograd(x, residual, relu)
+            return self._fused_residual(x, residual, relu, self._winograd)
         if self.plan.path == "direct":
-            return self._direct(x, residual, relu)
+            return self._fused_residual(x, residual, relu, self._direct)
         if self.plan.path != "sparse":
             return _finish(self._dense(x), residual, relu)
+        return self._fused_residual(x, residual, relu, self._sparse)
+
+    def _fused_residual(
+        self,
+        x: torch.Tensor,
+        residual: torch.Tensor | None,
+        relu: bool,
+        kernel: Callable[[torch.Tensor, torch.Tensor | None, bool], torch.Tensor],
+    ) -> torch.Tensor:
+        """``kernel(x, residual, relu)`` with the residual add and ReLU in its epilogue, or, where the
+        residual does not have the output's shape, added and applied by PyTorch afterwards."""
         if residual is not None and tuple(residual.shape) != self.output_shape(x):
-            return _finish(self._sparse(x, None, False), residual, relu)
-        return self._sparse(x, residual, relu)
+            return _finish(kernel(x, None, False), residual, relu)
+        return kernel(x, residual, relu)
 
     def _dense(self, x: torch.Tensor) -> torch.Tensor:
         layer = self.layer
@@ -284,22 +295,17 @@ class InferenceLayer(BlockedModule):
         return F.conv2d(x, self.weight, self.bias, layer.stride, padding, layer.dilation, layer.groups)
 
     def _winograd(self, x: torch.Tensor, residual: torch.Tensor | None, relu: bool) -> torch.Tensor:
-        fused = residual is None or tuple(residual.shape) == self.output_shape(x)
-        out = winograd_conv2d(
-            kernels(), x, self._winograd_weight(x), self.layer.out_channels, self.bias, self._geometry.padding,
-            residual if fused else None, relu and fused,
+        return winograd_conv2d(
+            kernels(), x, self._winograd_weight(x), self.layer.out_channels, self.bias, self._geometry.padding, residual, relu
         )
-        return out if fused else _finish(out, residual, relu)
 
     def _direct(self, x: torch.Tensor, residual: torch.Tensor | None, relu: bool) -> torch.Tensor:
-        fused = residual is None or tuple(residual.shape) == self.output_shape(x)
         if self._direct_weight is None:
             self._direct_weight = direct_weight(self.weight, kernels().vector_width())
-        out = direct_conv2d(
+        return direct_conv2d(
             kernels(), x, self._direct_weight, self.layer.kernel_size, self.layer.out_channels, self.bias, self._geometry,
-            residual if fused else None, relu and fused,
+            residual, relu,
         )
-        return out if fused else _finish(out, residual, relu)
 
     def _sparse(self, x: torch.Tensor, residual: torch.Tensor | None, relu: bool) -> torch.Tensor:
         ext = kernels()
